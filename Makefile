@@ -1,0 +1,43 @@
+# The repository's commands. `make demo` and `make test` each set up everything they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+CONFIG ?= configs/demo.yaml
+RUN ?=
+# On the development machines torch/torchvision lie on disk under a pip cap (/etc/xdg/pip):
+# pin them there so pip never downloads a multi-GB CUDA build. Elsewhere this stays empty and
+# `pip install -e .` resolves torch normally (see README, "Installing" for GPU wheels).
+TORCH_PINS ?= $(shell grep -qs '^torch<=2.14.1' /etc/xdg/pip/constraints.txt && echo 'torch==2.14.1 torchvision==0.29.1')
+
+.PHONY: install demo test lab clean export bench
+
+install: $(STAMP)
+
+$(STAMP): setup.py settings.ini
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install $(TORCH_PINS) -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cxr_nbdev)"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/cxr-pipeline --config $(CONFIG) $(if $(RUN),--run-name $(RUN),)
+
+test: $(STAMP)
+	$(PY) -m pytest tests -ra
+
+bench: $(STAMP)
+	$(PY) bench/bench.py
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=nbs
+
+export: $(STAMP)
+	$(VENV)/bin/nbdev_export && $(VENV)/bin/nbdev_clean
+
+clean:
+	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf _docs _proc .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,66 @@
+"""Each notebook runs under nbdev's test machinery (one pytest test per notebook, so a failure names
+the notebook), the exported package is in step with the notebooks, and the parameters cells follow
+the conventions the pipeline relies on."""
+import subprocess, sys
+from pathlib import Path
+import pytest
+from conftest import ROOT, BIN
+
+NBS = sorted((ROOT / "nbs").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("nb", NBS, ids=lambda p: p.stem)
+def test_notebook(nb):
+    "nbdev_test runs the notebook's cells (smoke defaults; `slow`/`cuda`/`notest` cells skipped)."
+    r = subprocess.run([str(BIN / "nbdev_test"), "--path", str(nb), "--do_print"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0 and "Success" in r.stdout + r.stderr, \
+        f"{nb.name} failed under nbdev_test:\n{r.stdout[-6000:]}\n{r.stderr[-6000:]}"
+
+
+def test_export_leaves_package_unchanged():
+    "cxr_nbdev/ is generated: nbdev_export over the committed notebooks must not change it."
+    pkg = ROOT / "cxr_nbdev"
+    before = {p.name: p.read_text() for p in pkg.glob("*.py")}
+    r = subprocess.run([str(BIN / "nbdev_export")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    after = {p.name: p.read_text() for p in pkg.glob("*.py")}
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    for k in changed:  # put the committed files back so the work tree is left as found
+        if k in before: (pkg / k).write_text(before[k])
+        else: (pkg / k).unlink()
+    assert not changed, f"nbdev_export changed {changed}: the package is out of step with nbs/ (or was edited by hand)"
+
+
+def test_notebooks_are_clean():
+    "Notebooks are committed clean (no outputs, execution counts or stray metadata): nbdev_clean changes nothing."
+    before = {p: p.read_text() for p in NBS}
+    r = subprocess.run([str(BIN / "nbdev_clean")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    changed = [p.name for p in NBS if p.read_text() != before[p]]
+    for p in NBS: p.write_text(before[p])
+    assert not changed, f"run nbdev_clean: {changed} are not clean"
+
+
+def test_parameters_cells():
+    "Every stage has exactly one `parameters` cell with the common keys; shared keys share defaults."
+    from cxr_nbdev.core import STAGES, COMMON_PARAMS, notebook_parameters, stage_notebook
+    import nbformat
+    seen = {}
+    for s in STAGES:
+        nb = stage_notebook(s)
+        if not nb.exists(): continue
+        cells = [c for c in nbformat.read(nb, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(cells) == 1, f"{nb.name}: {len(cells)} cells tagged parameters"
+        params = notebook_parameters(nb)
+        for k in COMMON_PARAMS: assert k in params, f"{nb.name} lacks common parameter {k}"
+        for k, v in params.items():
+            if k in seen: assert seen[k][1] == v, f"{k}: default {v!r} in {s} but {seen[k][1]!r} in {seen[k][0]}"
+            else: seen[k] = (s, v)
+
+
+def test_configs_are_valid():
+    "configs/*.yaml only use parameters the stage notebooks declare, with the right types."
+    from cxr_nbdev.core import load_params
+    for cfg in sorted((ROOT / "configs").glob("*.yaml")):
+        load_params(cfg)
