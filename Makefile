@@ -11,7 +11,7 @@ RUN ?=
 # `pip install -e .` resolves torch normally (see README, "Installing" for GPU wheels).
 TORCH_PINS ?= $(shell grep -qs '^torch<=2.14.1' /etc/xdg/pip/constraints.txt && echo 'torch==2.14.1 torchvision==0.29.1')
 
-.PHONY: install demo test lab clean export bench
+.PHONY: install demo test lab clean export bench readme
 
 install: $(STAMP)
 
@@ -35,7 +35,12 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=nbs
 
 export: $(STAMP)
-	$(VENV)/bin/nbdev_export && $(VENV)/bin/nbdev_clean
+	$(VENV)/bin/nbdev_clean && $(VENV)/bin/nbdev_export
+	$(MAKE) readme
+
+# README.md is generated from nbs/index.ipynb (nbdev_readme needs quarto; nbconvert does the same here)
+readme: $(STAMP)
+	$(VENV)/bin/jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN
 
 clean:
 	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

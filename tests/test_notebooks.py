@@ -64,3 +64,10 @@ def test_configs_are_valid():
     from cxr_nbdev.core import load_params
     for cfg in sorted((ROOT / "configs").glob("*.yaml")):
         load_params(cfg)
+
+
+def test_readme_is_generated_from_index():
+    "README.md is nbs/index.ipynb converted to markdown (`make readme`)."
+    from nbconvert import MarkdownExporter
+    body, _ = MarkdownExporter().from_filename(str(ROOT / "nbs" / "index.ipynb"))
+    assert (ROOT / "README.md").read_text() == body, "README.md is stale: run `make readme`"
