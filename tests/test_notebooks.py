@@ -53,6 +53,8 @@ def test_parameters_cells():
         cells = [c for c in nbformat.read(nb, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
         assert len(cells) == 1, f"{nb.name}: {len(cells)} cells tagged parameters"
         params = notebook_parameters(nb)
+        from papermill.inspection import inspect_notebook  # papermill must parse every line too (quotes in comments break it)
+        assert sorted(inspect_notebook(str(nb))) == sorted(params), f"{nb.name}: papermill cannot parse some parameter lines"
         for k in COMMON_PARAMS: assert k in params, f"{nb.name} lacks common parameter {k}"
         for k, v in params.items():
             if k in seen: assert seen[k][1] == v, f"{k}: default {v!r} in {s} but {seen[k][1]!r} in {seen[k][0]}"
