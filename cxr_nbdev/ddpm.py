@@ -109,7 +109,8 @@ class CondDDPM(ModelMixin, ConfigMixin):
                  cond_hidden: int = 64, # hidden width of the condition MLP
                  prediction_type: str = "epsilon", # "epsilon" or "v_prediction"
                  num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
-                 cond_drop_prob: float = 0.0): # condition dropout used in training (classifier-free guidance)
+                 cond_drop_prob: float = 0.0, # condition dropout used in training (classifier-free guidance)
+                 time_scale_shift: bool = False): # FiLM: the embedding scales and shifts the normalized features (ADM) instead of only adding to them
         super().__init__()
         if len(attention_levels) != len(block_out_channels): raise ValueError("attention_levels needs one flag per entry of block_out_channels")
         self.schema = ConditionSchema.from_dict(cond_schema) if cond_schema else ConditionSchema()
@@ -117,7 +118,7 @@ class CondDDPM(ModelMixin, ConfigMixin):
             layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, attention_head_dim=attention_head_dim, dropout=dropout,
             down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels),
             up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels)),
-            class_embed_type="identity")
+            class_embed_type="identity", resnet_time_scale_shift="scale_shift" if time_scale_shift else "default")
         self.cond_mlp = nn.Sequential(nn.Linear(self.schema.dim, cond_hidden), nn.SiLU(), nn.Linear(cond_hidden, block_out_channels[0] * 4))
         self.scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, prediction_type=prediction_type)
         self.scaler = None  # the FeatureScaler of the training data, set by the training stage and saved with the model

@@ -12,7 +12,7 @@ from .core import (STAGES, ParamError, check_params, execute_stage, load_json, l
                             pipeline_schema, run_dir, save_json, stage_notebook, stage_parameters, atomic_write)
 
 # %% auto #0
-__all__ = ['select_stages', 'StageFailed', 'run_pipeline', 'parse_args', 'main']
+__all__ = ['DRY_RUN', 'select_stages', 'StageFailed', 'run_pipeline', 'dry_run_params', 'parse_args', 'main']
 
 # %% ../nbs/08_pipeline.ipynb #9ca26414
 def select_stages(only: list | None = None, # run just these stages
@@ -55,6 +55,24 @@ def run_pipeline(params: dict, # checked run parameters (see `load_params`)
     return times
 
 # %% ../nbs/08_pipeline.ipynb #18f1f3f5
+DRY_RUN = dict(  # counts only; architecture, image size, loss and precision stay as configured
+    n_patients=24, images_per_patient=2.0,                                       # 01: about 48 images
+    epochs=0, train_steps=2, batch_size=2, warmup_steps=1, eval_every=2, checkpoint_every=1, keep_checkpoints=1,
+    val_batches=1, n_gen_val=2, gen_val_steps=2, sample_steps=2, n_ddpm_samples=0,  # 03
+    inversion_steps=[2, 4], inversion_images=2, compare_steps=2, fixed_point_iters=1, cf_images=1,
+    inversion_batch_size=2,                                                      # 04
+    cohort_size=6, cohort_sampler="ddim", cohort_steps=2, cohort_batch_size=4, cohort_processes=1,
+    memorization_size=4, memorization_pca=2,                                     # 05
+    n_runs=2, diag_epochs=1, diag_batch_size=4, max_steps_per_epoch=1,           # 06
+    n_boot=20, quality_max_images=16, score_max_images=8, score_batch_size=8,   # 07
+)
+
+def dry_run_params(params: dict) -> dict:
+    "`params` with every count cut to `DRY_RUN` (only keys the stages have) and `-dryrun` added to the run name."
+    keys = pipeline_schema()
+    return {**params, **{k: v for k, v in DRY_RUN.items() if k in keys}, "run_name": f"{params['run_name']}-dryrun"}
+
+# %% ../nbs/08_pipeline.ipynb #d8299597
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="cxr-pipeline", description="Run the cxr_nbdev stage notebooks with papermill.")
     p.add_argument("--config", "-c", help="papermill parameter YAML (configs/smoke.yaml, demo.yaml, paper.yaml)")
@@ -64,6 +82,9 @@ def parse_args(argv=None):
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="override a parameter (repeatable)")
     p.add_argument("--list", action="store_true", help="list the stages and their parameters, then exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="keep the config's architecture, image size, loss and precision but cut every count "
+                        "(see DRY_RUN): a minutes-long check of a big config on any machine; run name gets -dryrun")
     return p.parse_args(argv)
 
 def main(argv=None) -> int:
@@ -75,6 +96,7 @@ def main(argv=None) -> int:
             return 0
         params = load_params(a.config, a.parameter)
         params["run_name"] = a.run_name or params.get("run_name") or (Path(a.config).stem if a.config else "default")
+        if a.dry_run: params = dry_run_params(params)
         check_params(params, pipeline_schema())
         stages = select_stages(a.only, a.start)
         print(f"run {params['run_name']}: {len(stages)} stage(s): {' '.join(stages)}", flush=True)
