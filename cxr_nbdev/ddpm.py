@@ -270,7 +270,8 @@ def _sample(model, scheduler, cond, generator, guidance_scale, batch_size, progr
         warnings.warn("guidance_scale != 1 but this model was trained without condition dropout (cond_drop_prob=0)")
     cond = as_condition(model, cond)
     p = next(model.parameters()); S = model.image_size
-    chunks = cond.split(batch_size)
+    chunks = [c for c in cond.split(batch_size) if len(c)]
+    if not chunks: return torch.zeros(0, 1, S, S)  # no conditions, no images
     bar = tqdm(total=len(chunks) * len(scheduler.timesteps), desc=desc, disable=not progress, leave=False)
     out = []
     for c in chunks:
