@@ -448,7 +448,7 @@ def kernel_distance(real, fake, subset_size: int = 1000, subsets: int = 100, see
 def prdc_metrics(real, fake, nearest_k: int = 5) -> dict:
     "Precision, recall, density and coverage (Naeem et al. 2020) by the `prdc` package; k cut to the set sizes."
     from prdc import compute_prdc
-    k = min(nearest_k, len(real) - 1, len(fake) - 1)
+    k = min(nearest_k, len(real) - 2, len(fake) - 2)  # prdc partitions at k + 1 within each set
     if k < 1: return dict(precision=math.nan, recall=math.nan, density=math.nan, coverage=math.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
