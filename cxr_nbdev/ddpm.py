@@ -481,7 +481,11 @@ def save_checkpoint(self: DDPMTrainer) -> Path:
 def fingerprint(self: DDPMTrainer) -> dict:
     "The settings a checkpoint must share with the run that resumes it (model config and training recipe)."
     skip = ("progress", "eval_every", "checkpoint_every", "keep_checkpoints")
-    return {**{k: v for k, v in asdict(self.cfg).items() if k not in skip}, "model": dict(self.unwrapped.config)}
+    return {**{k: v for k, v in asdict(self.cfg).items() if k not in skip}, "model": _public(self.unwrapped.config)}
+
+def _public(d) -> dict:
+    "A config without diffusers' bookkeeping keys (`_use_default_values` is a list in set order, which differs between processes)."
+    return {k: v for k, v in dict(d or {}).items() if not k.startswith("_")}
 
 @patch
 def resume(self: DDPMTrainer) -> int:
@@ -489,7 +493,8 @@ def resume(self: DDPMTrainer) -> int:
     ckpts = sorted((self.out_dir / "checkpoints").glob("step_*.pt")) if self.out_dir else []
     if not ckpts: return self.step
     st = torch.load(ckpts[-1], map_location="cpu", weights_only=False)  # our own file: it holds RNG states
-    diff = {k: (v, st.get("cfg", {}).get(k)) for k, v in self.fingerprint().items() if st.get("cfg", {}).get(k) != v}
+    then = {**st.get("cfg", {}), "model": _public(st.get("cfg", {}).get("model"))}
+    diff = {k: (v, then.get(k)) for k, v in self.fingerprint().items() if then.get(k) != v}
     if diff: raise ValueError(f"{ckpts[-1]} was made with other settings (now, then): {diff}; train with resume=False to start over")
     self.unwrapped.load_state_dict(st["model"]); self.opt.load_state_dict(st["optimizer"])
     self.sched.load_state_dict(st["lr_scheduler"]); self.ema.load_state_dict(st["ema"]); self.ema.to(self.acc.device)
