@@ -41,7 +41,6 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mfu", type=float, nargs="+", default=[0.2, 0.4], help="sustained fractions of the bf16 peak")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     p = paper_params(); S = p["image_size"]
     unet = CondDDPM(image_size=S, block_out_channels=p["block_out_channels"], layers_per_block=p["layers_per_block"],
                     attention_levels=p["attention_levels"], cond_hidden=p["cond_hidden"])
