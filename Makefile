@@ -31,8 +31,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench.py
 
+# Cloud GPU containers run as root, where Jupyter refuses to start without --allow-root.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=nbs
+	$(VENV)/bin/jupyter lab --notebook-dir=nbs $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 export: $(STAMP)
 	$(VENV)/bin/nbdev_clean && $(VENV)/bin/nbdev_export

@@ -4,18 +4,21 @@
 
 # %% ../nbs/00_core.ipynb #ea191e5a
 from __future__ import annotations
-import ast, contextlib, datetime as dt, difflib, json, os, platform, subprocess, sys, tempfile
+import argparse, ast, contextlib, datetime as dt, difflib, json, os, platform, re, shutil
+import subprocess, sys, tempfile, warnings
 import importlib.metadata as importlib_metadata
 from pathlib import Path
 import yaml
 from filelock import FileLock
 
 # %% auto #0
-__all__ = ['STAGES', 'COMMON_PARAMS', 'KEY_PACKAGES', 'repo_root', 'stage_notebook', 'notebook_parameters', 'stage_parameters',
-           'pipeline_schema', 'ParamError', 'check_params', 'parse_override', 'load_params', 'outputs_root', 'run_dir',
-           'atomic_write', 'atomic_path', 'save_json', 'load_json', 'save_csv', 'save_fig', 'seed_everything',
-           'get_device', 'package_versions', 'git_info', 'update_manifest', 'record_weights', 'Stage', 'start_stage',
-           'execute_stage']
+__all__ = ['STAGES', 'COMMON_PARAMS', 'KEY_PACKAGES', 'PRETRAINED', 'WEIGHTS_POLICIES', 'repo_root', 'stage_notebook',
+           'notebook_parameters', 'stage_parameters', 'pipeline_schema', 'Range', 'parameter_ranges', 'stage_ranges',
+           'pipeline_ranges', 'ParamError', 'check_params', 'YamlLoader', 'read_yaml', 'parse_override', 'load_params',
+           'outputs_root', 'run_dir', 'atomic_write', 'atomic_path', 'save_json', 'load_json', 'save_csv', 'save_fig',
+           'seed_everything', 'get_device', 'package_versions', 'git_info', 'update_manifest', 'record_weights',
+           'MissingWeightsError', 'hub_checkpoints', 'download_weights', 'pretrained_weights', 'prefetch_weights',
+           'weights_main', 'Stage', 'start_stage', 'execute_stage']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 STAGES = ("01_phantom", "02_preprocessing", "03_ddpm", "04_inversion",
@@ -41,15 +44,19 @@ def stage_notebook(stage: str) -> Path:
     return repo_root() / "nbs" / f"{stage}.ipynb"
 
 # %% ../nbs/00_core.ipynb #ee5f3438
-def notebook_parameters(nb_path: str | Path, # a notebook with a cell tagged `parameters`
-                       ) -> dict:
-    "The `{name: default}` of the notebook's `parameters` cell, defaults as Python values."
+def _parameters_cell(nb_path: str | Path) -> str:
+    "The source of the notebook's one cell tagged `parameters`."
     import nbformat
     nb = nbformat.read(str(nb_path), as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1: raise ValueError(f"{nb_path}: expected one cell tagged 'parameters', found {len(cells)}")
+    return cells[0].source
+
+def notebook_parameters(nb_path: str | Path, # a notebook with a cell tagged `parameters`
+                       ) -> dict:
+    "The `{name: default}` of the notebook's `parameters` cell, defaults as Python values."
     out = {}
-    for node in ast.parse(cells[0].source).body:
+    for node in ast.parse(_parameters_cell(nb_path)).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             raise ValueError(f"{nb_path}: parameters cell line {node.lineno} is not `name = literal`")
         try: out[node.targets[0].id] = ast.literal_eval(node.value)
@@ -67,9 +74,80 @@ def pipeline_schema(stages=STAGES) -> dict:
         if stage_notebook(s).exists(): schema.update({k: v for k, v in stage_parameters(s).items() if k not in schema})
     return schema
 
+# %% ../nbs/00_core.ipynb #ec7dd4a3
+_NUM = r"[-+]?(?:inf|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+_INTERVAL = re.compile(rf"^([\[(])\s*({_NUM})\s*,\s*({_NUM})\s*([\])])$")
+
+def _word(x: str):
+    "A choice element as a value: a number if it reads as one, else the word itself."
+    for t in (int, float):
+        with contextlib.suppress(ValueError): return t(x)
+    return x
+
+class Range:
+    "The valid values of a parameter: an interval of numbers, or a set of allowed values."
+    def __init__(self, text: str, # e.g. "(0, 1]", "[1, inf)" or "{epsilon, v_prediction}"
+                 stage: str = "", # the stage that declares the parameter (for messages)
+                ):
+        self.text, self.stage, self.choices = text.strip(), stage, None
+        if m := _INTERVAL.match(self.text):
+            self.lo, self.hi = float(m[2]), float(m[3])
+            self.lo_open, self.hi_open = m[1] == "(", m[4] == ")"
+        elif self.text.startswith("{") and self.text.endswith("}"):
+            self.choices = [_word(x.strip()) for x in self.text[1:-1].split(",")]
+        else: raise ValueError(f"not a range: {text!r} (write [a, b], (a, b], [a, b), (a, b) "
+                               "or {x, y})")
+    def __contains__(self, v) -> bool:
+        if isinstance(v, (list, tuple)): return all(x in self for x in v)
+        if v is None: return True
+        if self.choices is not None:
+            same = lambda c: type(v) is type(c) or {type(v), type(c)} == {int, float}  # True != 1
+            return any(c == v and same(c) for c in self.choices)
+        if isinstance(v, bool) or not isinstance(v, (int, float)): return False
+        above = v > self.lo if self.lo_open else v >= self.lo
+        return above and (v < self.hi if self.hi_open else v <= self.hi)
+    def explain(self, key: str, value) -> str:
+        "One line saying that `value` of parameter `key` is not valid."
+        what = "is not one of" if self.choices is not None else "is outside its range"
+        what = f"{what} {self.text}"
+        return f"parameter {key!r} = {value!r} {what}" + (f" ({self.stage})" if self.stage else "")
+    def __str__(self): return self.text
+    def __repr__(self): return f"Range({self.text!r})"
+
+# %% ../nbs/00_core.ipynb #df89d8ac
+def parameter_ranges(nb_path: str | Path, # a notebook with a cell tagged `parameters`
+                     stage: str = "", # what to call it in messages (default: the notebook's name)
+                    ) -> dict:
+    "The `{name: Range}` of the parameters whose comment ends in ` | <range>`."
+    import io, tokenize
+    source, stage = _parameters_cell(nb_path), stage or Path(nb_path).stem
+    comments = {t.start[0]: t.string for t in tokenize.generate_tokens(io.StringIO(source).readline)
+                if t.type == tokenize.COMMENT}
+    out = {}
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.Assign) or not isinstance(node.targets[0], ast.Name): continue
+        texts = [comments[i] for i in range(node.lineno, node.end_lineno + 1) if i in comments]
+        if not texts or " | " not in texts[-1]: continue
+        name, text = node.targets[0].id, texts[-1].rsplit(" | ", 1)[1]
+        try: out[name] = Range(text, stage)
+        except ValueError as e: raise ValueError(f"{nb_path}: parameter {name!r}: {e}") from None
+    return out
+
+def stage_ranges(stage: str) -> dict:
+    "The `{name: Range}` that `stage` declares."
+    return parameter_ranges(stage_notebook(stage), stage)
+
+def pipeline_ranges(stages=STAGES) -> dict:
+    "The ranges of all stages' parameters (a shared parameter: the first stage that annotates it)."
+    out = {}
+    for s in stages:
+        if not stage_notebook(s).exists(): continue
+        out.update({k: v for k, v in stage_ranges(s).items() if k not in out})
+    return out
+
 # %% ../nbs/00_core.ipynb #c511f897
 class ParamError(ValueError):
-    "A run parameter that is unknown or has the wrong type."
+    "A run parameter that is unknown, has the wrong type, or is outside its range."
 
 def _type_ok(value, default) -> bool:
     if default is None or value is None: return True
@@ -82,41 +160,69 @@ def _type_ok(value, default) -> bool:
 def check_params(params: dict, # parameter values to check
                  schema: dict, # `{name: default}` the values must fit
                  where: str = "parameters", # what to call the source in error messages
+                 ranges: dict | None = None, # `{name: Range}` the values must lie in
                 ) -> dict:
-    "Raise `ParamError` naming every unknown or ill-typed key of `params`; return `params`."
-    errs = []
+    "Raise a one-line `ParamError` naming each unknown, ill-typed or out-of-range key."
+    errs, out_of_range = [], []
     for k, v in params.items():
         if k not in schema:
             near = difflib.get_close_matches(k, list(schema), n=1)
             errs.append(f"unknown parameter {k!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
         elif not _type_ok(v, schema[k]):
             errs.append(f"parameter {k!r} must be {type(schema[k]).__name__} (like its default {schema[k]!r}), got {v!r}")
-    if errs: raise ParamError(f"{where}: " + "; ".join(errs))
+        elif ranges and k in ranges and v not in ranges[k]:
+            out_of_range.append(ranges[k].explain(k, v))
+    msg = "; ".join(([f"{where}: " + "; ".join(errs)] if errs else []) + out_of_range)
+    if msg: raise ParamError(msg.replace("\n", " "))
     return params
+
+# %% ../nbs/00_core.ipynb #eacd56ed
+class YamlLoader(yaml.SafeLoader):
+    "PyYAML's safe loader that reads `1e-3`, `1e+5` and `-2e-4` as floats, as YAML 1.2 does."
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+def read_yaml(path: str | Path, # a YAML file
+             ):
+    "A YAML file's contents; a syntax error is a one-line `ParamError`: file:line:column: problem."
+    try: return yaml.load(Path(path).read_text(), Loader=YamlLoader)
+    except yaml.MarkedYAMLError as e:
+        m = e.problem_mark or e.context_mark
+        problem = " ".join(x for x in (e.context, e.problem) if x)
+        msg = f"{path}:{m.line + 1}:{m.column + 1}: YAML syntax error: {problem}"
+        raise ParamError(msg.replace("\n", " ")) from None
+    except yaml.YAMLError as e:
+        raise ParamError(f"{path}: YAML error: {e}".replace("\n", " ")) from None
 
 # %% ../nbs/00_core.ipynb #69f6187f
 def parse_override(value: str):
     "A `-p key value` string as YAML would read it (`3` → 3, `1e-4` → 0.0001, `true` → True)."
-    v = yaml.safe_load(value)
+    v = yaml.load(value, Loader=YamlLoader)
     if isinstance(v, str):
-        with contextlib.suppress(ValueError): return float(v)  # YAML 1.1 reads `1e-4` as a string
+        with contextlib.suppress(ValueError): return float(v)  # e.g. `inf`
     return v
 
 def load_params(config: str | Path | dict | None = None, # a papermill YAML file or a dict
                 overrides: dict | list | None = None, # `{key: value}` or `[(key, "value"), ...]` from `-p`
                 schema: dict | None = None, # `{name: default}`; default: all stages' parameters
+                ranges: dict | None = None, # `{name: Range}`; default (with `schema`): all stages' 
                ) -> dict:
     "Run parameters from a YAML/dict plus overrides, checked against the stage notebooks."
     where = "parameters"
+    if schema is None:
+        schema, ranges = pipeline_schema(), pipeline_ranges() if ranges is None else ranges
     if isinstance(config, (str, Path)):
         where = str(config)
         if not Path(config).exists(): raise FileNotFoundError(f"config file not found: {config}")
-        config = yaml.safe_load(Path(config).read_text()) or {}
+        config = read_yaml(config) or {}
         if not isinstance(config, dict): raise ParamError(f"{where}: expected a mapping of parameter: value")
     params = dict(config or {})
     if isinstance(overrides, dict): overrides = list(overrides.items())
     for k, v in overrides or []: params[k] = parse_override(v) if isinstance(v, str) else v
-    return check_params(params, pipeline_schema() if schema is None else schema, where)
+    return check_params(params, schema, where, ranges)
 
 # %% ../nbs/00_core.ipynb #72e5db2c
 def outputs_root(out_dir: str = "", # an explicit outputs folder; "" = $CXR_OUT_DIR or <repo>/outputs
@@ -241,6 +347,132 @@ def record_weights(run: str | Path, # the run folder
     def f(m): m.setdefault("weights", {})[name] = {"found": found, "source": source, "time": _now()}
     return update_manifest(run, f)
 
+# %% ../nbs/00_core.ipynb #6d9de479
+PRETRAINED = {
+    "vgg16": dict(file="vgg16-397923af.pth",
+                  url="https://download.pytorch.org/models/vgg16-397923af.pth",
+                  sha256_prefix="397923af", param="vgg16_weights",
+                  used_by="03_ddpm: perceptual loss (torchvision VGG16_Weights.IMAGENET1K_V1)",
+                  fallback="a random-init frozen VGG16 in the perceptual loss"),
+    "densenet121": dict(file="densenet121-a639ec97.pth",
+                        url="https://download.pytorch.org/models/densenet121-a639ec97.pth",
+                        sha256_prefix="a639ec97", param="densenet_weights",
+                        used_by="06_diagnostic: backbone init "
+                                "(torchvision DenseNet121_Weights.IMAGENET1K_V1)",
+                        fallback="a random-init DenseNet-121 backbone"),
+    "inception": dict(file="weights-inception-2015-12-05-6726825d.pth",
+                      url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                          "weights-inception-2015-12-05-6726825d.pth",
+                      sha256_prefix="6726825d", param="inception_weights",
+                      used_by="07_analysis: FID / Inception Score (torch-fidelity's FID Inception)",
+                      fallback="no FID Inception (FID and Inception Score not computed with it)"),
+}
+WEIGHTS_POLICIES = ("require", "fallback")
+
+class MissingWeightsError(FileNotFoundError):
+    "Pretrained weights that `weights_policy='require'` needs were neither found nor downloaded."
+
+# %% ../nbs/00_core.ipynb #215e3832
+def hub_checkpoints() -> Path:
+    "The torch hub cache folder where torchvision and torch-fidelity keep downloaded weights."
+    import torch
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+def download_weights(name: str, # a key of `PRETRAINED`
+                     dst: str | Path, # the file to write (atomically, after the SHA-256 check)
+                    ) -> Path:
+    "Download `name`'s weights from their standard URL to `dst`, checking the SHA-256 prefix."
+    import torch
+    spec, dst = PRETRAINED[name], Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(spec["url"], str(dst), hash_prefix=spec["sha256_prefix"])
+    return dst
+
+def _missing_message(name: str, where: list, err: str) -> str:
+    spec = PRETRAINED[name]
+    return (f"{name} weights {spec['file']} ({spec['used_by']}) are required "
+            f"(weights_policy=require) but not found in {' or '.join(map(str, where))}, "
+            f"and downloading {spec['url']} failed: "
+            f"{err}. Put {spec['file']} in {hub_checkpoints()} or in a folder given as weights_dir "
+            f"(fill it on a machine with internet with: cxr-weights --dir DIR), "
+            f"or set weights_policy=fallback to run with {spec['fallback']}.")
+
+# %% ../nbs/00_core.ipynb #7af905ff
+def pretrained_weights(name: str, # a key of `PRETRAINED`
+                       policy: str = "fallback", # "require": download or fail; "fallback": warn
+                       weights_dir: str = "", # a folder prefetched with `cxr-weights`; "" = none
+                       path: str = "", # an explicit file (the stage's `vgg16_weights`...); "" = none
+                      ) -> tuple:
+    "The weights file for `name` and a sentence saying where it came from; `(None, why)` if absent."
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained network {name!r}; known: {', '.join(PRETRAINED)}")
+    if policy not in WEIGHTS_POLICIES:
+        raise ParamError(f"weights_policy must be one of {', '.join(WEIGHTS_POLICIES)}, "
+                         f"got {policy!r}")
+    spec = PRETRAINED[name]
+    if path:
+        if not Path(path).expanduser().is_file():
+            raise FileNotFoundError(f"{spec['param']}={path!r}: no such file")
+        return Path(path).expanduser(), f"file {path} ({spec['param']})"
+    where = [Path(weights_dir).expanduser() / spec["file"]] if weights_dir else []
+    where.append(hub_checkpoints() / spec["file"])
+    for f in where:
+        if f.is_file(): return f, f"{'weights_dir' if f != where[-1] else 'torch hub cache'} {f}"
+    if policy == "require":
+        try: return download_weights(name, where[-1]), f"downloaded {spec['url']} to {where[-1]}"
+        except Exception as e:
+            why = f"{type(e).__name__}: {e}"
+            raise MissingWeightsError(_missing_message(name, where, why)) from None
+    reason = f"{spec['fallback']} (offline fallback: {spec['file']} not found)"
+    warnings.warn(f"{name} ImageNet weights not found in {' or '.join(map(str, where))}: "
+                  f"using {reason}. Prefetch them with `cxr-weights --dir DIR` and pass "
+                  "weights_dir=DIR to use the published networks.")
+    return None, reason
+
+# %% ../nbs/00_core.ipynb #a1bda234
+def _sha256_ok(f: Path, prefix: str) -> bool:
+    import hashlib
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""): h.update(chunk)
+    return h.hexdigest().startswith(prefix)
+
+def prefetch_weights(dst_dir: str | Path, # the folder to fill
+                     names=None, # keys of `PRETRAINED` (default: all)
+                    ) -> dict:
+    "Put `names`' weights files into `dst_dir` (copied from the hub cache, or downloaded)."
+    dst_dir, out = Path(dst_dir).expanduser(), {}
+    for name in names or list(PRETRAINED):
+        spec = PRETRAINED[name]
+        dst, hub = dst_dir / spec["file"], hub_checkpoints() / spec["file"]
+        if dst.is_file() and _sha256_ok(dst, spec["sha256_prefix"]): out[name] = f"already in {dst}"
+        elif hub.is_file() and _sha256_ok(hub, spec["sha256_prefix"]):
+            with atomic_path(dst) as tmp: shutil.copyfile(hub, tmp)
+            out[name] = f"copied from {hub}"
+        else:
+            try: download_weights(name, dst)
+            except Exception as e:
+                raise RuntimeError(f"{spec['file']} could not be downloaded from {spec['url']}: "
+                                   f"{type(e).__name__}: {e}") from None
+            out[name] = f"downloaded from {spec['url']}"
+    return out
+
+def weights_main(argv=None) -> int:
+    "Entry point of the `cxr-weights` console script."
+    p = argparse.ArgumentParser(
+        prog="cxr-weights", description="Prefetch the pretrained weights the stages use (VGG16, "
+        "DenseNet-121, FID Inception) into a folder, for machines without internet.")
+    p.add_argument("--dir", required=True,
+                   help="folder to fill; then run the pipeline with -p weights_dir DIR")
+    p.add_argument("--names", nargs="+", choices=list(PRETRAINED), help="only these (default: all)")
+    a = p.parse_args(argv)
+    try: done = prefetch_weights(a.dir, a.names)
+    except Exception as e:
+        print(f"cxr-weights: error: {e}", file=sys.stderr)
+        return 1
+    for name, how in done.items(): print(f"{name:<12} {PRETRAINED[name]['file']}: {how}")
+    return 0
+
 # %% ../nbs/00_core.ipynb #9798711f
 class Stage:
     "One stage of one run: its parameters, folders and device."
@@ -264,9 +496,12 @@ def start_stage(name: str, # the stage, e.g. "03_ddpm"
                ) -> Stage:
     "Check this stage's parameters in `ns`, create its run folder, seed, and record the start."
     schema = stage_parameters(name)
-    params = check_params({k: ns[k] for k in schema if k in ns}, schema, f"{name} parameters")
+    given = {k: ns[k] for k in schema if k in ns}
+    params = check_params(given, schema, f"{name} parameters", stage_ranges(name))
     missing = [k for k in schema if k not in ns]
     if missing: raise ParamError(f"{name}: parameters not defined in the notebook: {missing}")
+    done = run_dir(params["run_name"], params["out_dir"]) / name / "done.json"
+    done.unlink(missing_ok=True)  # from here on a re-run that fails must not look finished
     st = Stage(name, params)
     seed_everything(params["seed"])
     def f(m):
@@ -287,6 +522,17 @@ def _finish(self: Stage, **summary) -> dict:
 Stage.finish = _finish
 
 # %% ../nbs/00_core.ipynb #930ded52
+@contextlib.contextmanager
+def _kernel_config():
+    "papermill's kernel talks to it over local IPC sockets in a private temporary folder (POSIX)."
+    if os.name == "nt":
+        yield {}
+        return
+    from traitlets.config import Config
+    with tempfile.TemporaryDirectory(prefix="cxr-kernel-") as d:
+        ipc = {"transport": "ipc", "ip": os.path.join(d, "k")}
+        yield {"config": Config({"KernelManager": ipc})}
+
 def execute_stage(stage: str, # the stage to run
                   params: dict, # run parameters (only the stage's own are passed on)
                   progress: bool = False, # papermill's per-cell progress bar
@@ -294,10 +540,13 @@ def execute_stage(stage: str, # the stage to run
     "Execute `stage`'s notebook with papermill into `<run>/notebooks/<stage>.ipynb`; returns that path."
     import papermill as pm
     schema = stage_parameters(stage)
-    own = check_params({k: v for k, v in params.items() if k in schema}, schema, f"{stage} parameters")
+    own = {k: v for k, v in params.items() if k in schema}
+    own = check_params(own, schema, f"{stage} parameters", stage_ranges(stage))
     out = run_dir(params.get("run_name", schema["run_name"]), params.get("out_dir", "")) / "notebooks" / f"{stage}.ipynb"
-    pm.execute_notebook(str(stage_notebook(stage)), str(out), parameters=own, kernel_name="python3",
-                        cwd=str(stage_notebook(stage).parent), progress_bar=progress, log_output=False)
+    nb = stage_notebook(stage)
+    with _kernel_config() as config:
+        pm.execute_notebook(str(nb), str(out), parameters=own, kernel_name="python3",
+                            cwd=str(nb.parent), progress_bar=progress, log_output=False, **config)
     return out
 
 # %% ../nbs/00_core.ipynb #a04c1317
@@ -307,7 +556,7 @@ def _require(self: Stage, stage: str) -> Path:
     with FileLock(str(self.run / f".{stage}.lock")):
         if (rec := self.done(stage)) is None:
             pfile = self.run / "params.yaml"
-            params = yaml.safe_load(pfile.read_text()) if pfile.exists() else {}
+            params = read_yaml(pfile) if pfile.exists() else {}
             params.update({k: v for k, v in self.params.items() if k in stage_parameters(stage)})
             print(f"{self.name}: stage {stage} has not run in {self.run.name}; running it now ...")
             execute_stage(stage, params)

@@ -9,10 +9,11 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 from .core import (STAGES, ParamError, check_params, execute_stage, load_json, load_params,
-                            pipeline_schema, run_dir, save_json, stage_notebook, stage_parameters, atomic_write)
+                            pipeline_schema, run_dir, save_json, stage_notebook, stage_parameters,
+                            stage_ranges, atomic_write, update_manifest)
 
 # %% auto #0
-__all__ = ['DRY_RUN', 'select_stages', 'StageFailed', 'run_pipeline', 'dry_run_params', 'parse_args', 'main']
+__all__ = ['DRY_RUN', 'select_stages', 'check_stages', 'StageFailed', 'run_pipeline', 'dry_run_params', 'parse_args', 'main']
 
 # %% ../nbs/08_pipeline.ipynb #9ca26414
 def select_stages(only: list | None = None, # run just these stages
@@ -25,6 +26,17 @@ def select_stages(only: list | None = None, # run just these stages
     if only: return [s for s in stages if s in only]
     if start: return [s for s in stages if STAGES.index(s) >= STAGES.index(start)]
     return stages
+
+# %% ../nbs/08_pipeline.ipynb #180a28a2
+def check_stages(params: dict, # the run's parameters
+                 stages: list, # the stages that will run
+                ) -> dict:
+    "Check the values each of `stages` will run with (defaults plus `params`): types and ranges."
+    for s in stages:
+        schema = stage_parameters(s)
+        own = {**schema, **{k: v for k, v in params.items() if k in schema}}
+        check_params(own, schema, f"{s} parameters", stage_ranges(s))
+    return params
 
 # %% ../nbs/08_pipeline.ipynb #fe565fa3
 class StageFailed(RuntimeError):
@@ -48,6 +60,9 @@ def run_pipeline(params: dict, # checked run parameters (see `load_params`)
         try: execute_stage(s, params, progress=progress)
         except pm.PapermillExecutionError as e:
             nb = run / "notebooks" / f"{s}.ipynb"
+            failed = dict(status="failed", error=f"{e.ename}: {e.evalue}", notebook=str(nb))
+            mark = lambda m: m.setdefault("stages", {}).setdefault(s, {}).update(failed)
+            update_manifest(run, mark)
             raise StageFailed(f"stage {s} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                               f"executed notebook (open it to see the traceback): {nb}\n"
                               f"resume after fixing with: --from {s} --run-name {params['run_name']}") from None
@@ -70,7 +85,13 @@ DRY_RUN = dict(  # counts only; architecture, image size, loss and precision sta
 def dry_run_params(params: dict) -> dict:
     "`params` with every count cut to `DRY_RUN` (only keys the stages have) and `-dryrun` added to the run name."
     keys = pipeline_schema()
-    return {**params, **{k: v for k, v in DRY_RUN.items() if k in keys}, "run_name": f"{params['run_name']}-dryrun"}
+    cut = {k: v for k, v in DRY_RUN.items() if k in keys}
+    out = {**params, **cut, "run_name": f"{params['run_name']}-dryrun"}
+    if out.get("weights_policy") == "require":
+        out["weights_policy"] = "fallback"
+        print("dry run: weights_policy require -> fallback "
+              "(a dry run checks code paths, not pretrained weights)")
+    return out
 
 # %% ../nbs/08_pipeline.ipynb #d8299597
 def parse_args(argv=None):
@@ -99,6 +120,7 @@ def main(argv=None) -> int:
         if a.dry_run: params = dry_run_params(params)
         check_params(params, pipeline_schema())
         stages = select_stages(a.only, a.start)
+        check_stages(params, stages)
         print(f"run {params['run_name']}: {len(stages)} stage(s): {' '.join(stages)}", flush=True)
         times = run_pipeline(params, stages)
     except (ParamError, FileNotFoundError, StageFailed) as e:

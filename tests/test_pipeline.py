@@ -1,4 +1,5 @@
-"""The `cxr-pipeline` runner end to end: the whole pipeline at smoke scale, a bad parameter, a failing stage."""
+"""The `cxr-pipeline` runner end to end: the whole pipeline at smoke scale, a bad parameter, a failing stage,
+a failed re-run that must not look finished."""
 import json, os, subprocess
 import pytest
 from conftest import ROOT, BIN
@@ -46,3 +47,30 @@ def test_failing_stage_points_at_executed_notebook(outputs_dir):
     nb = outputs_dir / "fails" / "notebooks" / "01_phantom.ipynb"
     assert "stage 01_phantom failed" in r.stderr and str(nb) in r.stderr and "CUDA is not available" in r.stderr
     assert nb.exists()
+    assert "without encryption" not in r.stdout + r.stderr
+
+
+def test_start_stage_invalidates_done_marker(tmp_path):
+    "A stage that starts again removes its done.json until it finishes, so a failed re-run cannot look finished."
+    from cxr_nbdev.core import start_stage, stage_parameters
+    ns = {**stage_parameters("01_phantom"), "run_name": "rerun", "out_dir": str(tmp_path)}
+    st = start_stage("01_phantom", ns)
+    st.finish()
+    assert st.done("01_phantom") is not None
+    again = start_stage("01_phantom", ns)
+    assert again.done("01_phantom") is None
+
+
+def test_failing_rerun_removes_old_done_marker(outputs_dir):
+    "An earlier success's done.json does not survive a re-run that fails (here: at the device check)."
+    import torch
+    if torch.cuda.is_available(): pytest.skip("needs a machine without CUDA to force a failure")
+    done = outputs_dir / "stale" / "01_phantom" / "done.json"
+    done.parent.mkdir(parents=True)
+    done.write_text(json.dumps({"stage": "01_phantom", "params": {}, "summary": {}}))
+    r = cli("--config", "configs/smoke.yaml", "--run-name", "stale", "--only", "01_phantom", "-p", "device", "cuda", timeout=600)
+    assert r.returncode == 1 and "stage 01_phantom failed" in r.stderr, r.stderr[-3000:]
+    assert not done.exists()
+    stage = json.loads((outputs_dir / "stale" / "manifest.json").read_text())["stages"]["01_phantom"]
+    assert stage["status"] == "failed" and "CUDA is not available" in stage["error"]
+    assert "without encryption" not in r.stdout + r.stderr  # papermill's kernel runs over IPC, not TCP
