@@ -10,21 +10,21 @@ import numpy as np, pandas as pd, torch
 from scipy import stats
 from tqdm.auto import tqdm
 from .core import *
-from .preprocessing import CONTINUOUS, SCHEMA_COLUMNS, FeatureScaler, derive_labels, build_cache, load_cache
+from .preprocessing import (CONTINUOUS, SCHEMA_COLUMNS, PLAUSIBLE_RANGES, FeatureScaler, derive_labels,
+                                     build_cache, load_cache)
 
 # %% auto #0
-__all__ = ['PLAUSIBLE_RANGES', 'PAPER_COHORT_SPEC', 'PAPER_COHORT_SIZE', 'SAMPLERS', 'SYNTHETIC_DICOM_ATTRS', 'PAPER_TABLE1',
-           'feature_distribution', 'cohort_distributions', 'sample_features', 'cohort_metadata', 'gen_positives',
-           'batch_seed', 'n_batches', 'process_batches', 'part_path', 'plan_generation', 'to_uint8', 'sample_images',
-           'write_synthetic_image', 'generate_cohort', 'merge_cohort', 'generate_cohort_distributed', 'main',
-           'cohort_table', 'plot_feature_histograms', 'plot_label_sex_grid', 'match_conditions', 'plot_cross_matched',
-           'pixel_features', 'nearest_neighbours', 'memorization_check', 'plot_memorization', 'sampler_throughput']
+__all__ = ['PAPER_COHORT_SPEC', 'PAPER_COHORT_SIZE', 'SAMPLERS', 'SYNTHETIC_DICOM_ATTRS', 'PAPER_TABLE1', 'feature_distribution',
+           'cohort_distributions', 'sample_features', 'cohort_metadata', 'gen_positives', 'batch_seed', 'n_batches',
+           'process_batches', 'part_path', 'plan_generation', 'to_uint8', 'sample_images', 'write_synthetic_image',
+           'generate_cohort', 'merge_cohort', 'generate_cohort_distributed', 'main', 'cohort_table',
+           'plot_feature_histograms', 'plot_label_sex_grid', 'match_conditions', 'plot_cross_matched', 'pixel_features',
+           'nearest_neighbours', 'memorization_check', 'plot_memorization', 'sampler_throughput']
 
 # %% ../nbs/05_cohort.ipynb #0200bce5
-PLAUSIBLE_RANGES = {"age": (18.0, 90.0), "ivsd": (0.4, 2.5), "lvidd": (2.5, 8.5), "lvpwd": (0.4, 2.5)}  # years, cm
-PAPER_COHORT_SPEC = {"age": {"shift_z": -0.5, "sd_z": 1.0}, "ivsd": {"shift_z": 0.5, "sd_z": 1.0},
-                     "lvidd": {"shift_z": 0.5, "sd_z": 1.0}, "lvpwd": {"shift_z": 0.5, "sd_z": 1.0},
-                     "sex": {"p_male": 0.5}}
+PAPER_COHORT_SPEC = {"age": {"mean": 58.6, "sd": 13.4}, "ivsd": {"mean": 1.26, "sd": 0.32},
+                     "lvidd": {"mean": 5.01, "sd": 0.86}, "lvpwd": {"mean": 1.21, "sd": 0.29},
+                     "sex": {"p_male": 0.505}}  # the published Gen cohort (Results), clinical units
 PAPER_COHORT_SIZE = 20290
 
 # %% ../nbs/05_cohort.ipynb #fb45b488
@@ -253,7 +253,8 @@ def generate_cohort_distributed(model_dir, # a saved CondDDPM (`<run>/03_ddpm/mo
     from cxr_nbdev.ddpm import load_ddpm
     acc = Accelerator(cpu=cpu)
     model = load_ddpm(model_dir).to(acc.device).eval()
-    generate_cohort(model, gen_dir, acc.process_index, acc.num_processes, progress=acc.is_local_main_process)
+    made = generate_cohort(model, gen_dir, acc.process_index, acc.num_processes, progress=acc.is_local_main_process)
+    print(f"cohort: process {acc.process_index} of {acc.num_processes} generated batches {made}", flush=True)
     acc.wait_for_everyone()
     return merge_cohort(gen_dir) if acc.is_main_process else None
 
@@ -269,23 +270,34 @@ if __name__ == "__main__" and globals().get("__package__") == "cxr_nbdev": main(
 
 # %% ../nbs/05_cohort.ipynb #24296c52
 PAPER_TABLE1 = {
-    "Base (paper)": {"age, mean (sd)": "62.3 (16.0)", "women, %": "56.6", "SLVH, %": "8.6", "DLV, %": "6.0",
-                     "IVSd cm, mean (sd)": "1.12 (0.27)", "LVIDd cm, mean (sd)": "4.60 (0.67)", "LVPWd cm, mean (sd)": "1.07 (0.23)"},
-    "Gen (paper)": {"n": "20,290", "age, mean (sd)": "58.6", "SLVH, %": "38.8", "DLV, %": "25.5"}}
+    "Base (paper)": {"age, mean (sd)": "62.3 (16.0)", "women, %": "56.6", "SLVH, %": "8.6",
+                     "DLV, %": "6.0", "IVSd cm, mean (sd)": "1.12 (0.27)",
+                     "LVIDd cm, mean (sd)": "4.60 (0.67)", "LVPWd cm, mean (sd)": "1.07 (0.23)"},
+    "Gen (paper)": {"n": "20,290", "age, mean (sd)": "58.6 (13.4)", "age < 60, %": "57.5",
+                    "women, %": "49.5", "SLVH, %": "38.8", "DLV, %": "25.5",
+                    "IVSd cm, mean (sd)": "1.26 (0.32)", "LVIDd cm, mean (sd)": "5.01 (0.86)",
+                    "LVPWd cm, mean (sd)": "1.21 (0.29)"},
+    "Gen(Pos) (paper)": {"age, mean (sd)": "55.5 (10.8)", "age < 60, %": "70.7", "women, %": "59.5",
+                         "IVSd cm, mean (sd)": "1.44", "LVIDd cm, mean (sd)": "5.48",
+                         "LVPWd cm, mean (sd)": "1.35"}}
+
+def _table_column(df: pd.DataFrame) -> dict:
+    ms = lambda c, d: f"{df[c].mean():.{d}f} ({df[c].std():.{d}f})" if len(df) else ""
+    pct = lambda m: f"{100 * m.mean():.1f}" if len(df) else ""
+    return {"n": f"{len(df):,}", "age, mean (sd)": ms("age", 1), "age < 60, %": pct(df.age < 60),
+            "women, %": pct(df.sex == "F"), "SLVH, %": pct(df.slvh), "DLV, %": pct(df.dlv),
+            "SLVH or DLV, %": pct(df.composite_slvh_dlv), "IVSd cm, mean (sd)": ms("ivsd", 2),
+            "LVIDd cm, mean (sd)": ms("lvidd", 2), "LVPWd cm, mean (sd)": ms("lvpwd", 2)}
 
 def cohort_table(cohorts: dict, # {name: metadata table in the CheXchoNet schema}
-                 paper: dict | None = PAPER_TABLE1, # published columns to show beside (None: none)
+                 paper: dict | None = PAPER_TABLE1, # published columns, each beside ours of that name
                 ) -> pd.DataFrame:
-    "The paper's Table 1 (n, age, % under 60, % women, prevalences, echo means and sds) for each cohort."
-    def column(df):
-        ms = lambda c, d: f"{df[c].mean():.{d}f} ({df[c].std():.{d}f})" if len(df) else ""
-        pct = lambda m: f"{100 * m.mean():.1f}" if len(df) else ""
-        return {"n": f"{len(df):,}", "age, mean (sd)": ms("age", 1), "age < 60, %": pct(df.age < 60), "women, %": pct(df.sex == "F"),
-                "SLVH, %": pct(df.slvh), "DLV, %": pct(df.dlv), "SLVH or DLV, %": pct(df.composite_slvh_dlv),
-                "IVSd cm, mean (sd)": ms("ivsd", 2), "LVIDd cm, mean (sd)": ms("lvidd", 2), "LVPWd cm, mean (sd)": ms("lvpwd", 2)}
-    t = pd.DataFrame({k: column(v) for k, v in cohorts.items()})
+    "The paper's Table 1 (n, age, % under 60, % women, prevalences, echo means) per cohort."
+    t = pd.DataFrame({k: _table_column(v) for k, v in cohorts.items()})
     for k, v in (paper or {}).items(): t[k] = pd.Series(v).reindex(t.index).fillna("")
-    return t
+    ours = [k for k in t if k not in (paper or {})]
+    beside = [c for k in ours for c in (k, f"{k} (paper)") if c in t]
+    return t[beside + [k for k in t if k not in beside]]
 
 # %% ../nbs/05_cohort.ipynb #8265858a
 def plot_feature_histograms(cohorts: dict, # {name: metadata table}, e.g. {"Base": train, "Gen": gen}

@@ -17,11 +17,11 @@ from .core import *
 from .preprocessing import load_cache, FeatureScaler, images_to_tensor, derive_labels, LABELS, THRESHOLDS_CM
 
 # %% auto #0
-__all__ = ['MEASURES', 'THRESHOLDS', 'SETS', 'DENSENET121_FILE', 'AUGMENT', 'event_probabilities', 'find_densenet121_weights',
+__all__ = ['MEASURES', 'THRESHOLDS', 'SETS', 'AUGMENT', 'ID_COLUMNS', 'P_COLUMNS', 'event_probabilities', 'p_slvh_correlated',
            'densenet121_gray', 'DiagnosticNet', 'demographics', 'make_training_sets', 'training_set_table',
            'diagnostic_loss', 'stop_early', 'CXRRows', 'train_epoch', 'evaluate_loss', 'fit_diagnostic',
-           'save_diagnostic', 'load_diagnostic', 'train_diagnostic', 'load_ensemble', 'predict_runs',
-           'predict_measures', 'features']
+           'save_diagnostic', 'load_diagnostic', 'train_diagnostic', 'load_ensemble', 'predict_runs', 'combine_runs',
+           'predict_measures', 'features', 'ensemble_predictions', 'external_cache']
 
 # %% ../nbs/06_diagnostic.ipynb #138304c1
 MEASURES = ("ivsd", "lvpwd", "lvidd")  # the order of the model's outputs
@@ -44,20 +44,19 @@ def event_probabilities(mu, # predicted means (N, 3) in cm, columns in MEASURES 
     return pd.DataFrame({"p_ivsd": p[:, 0], "p_lvpwd": p[:, 1], "p_lvidd": p[:, 2], "p_slvh": p_slvh,
                          "p_dlv": p[:, 2], "p_composite": 1 - (1 - p_slvh) * (1 - p[:, 2])})
 
-# %% ../nbs/06_diagnostic.ipynb #e705be42
-DENSENET121_FILE = "densenet121-a639ec97.pth"  # torchvision's ImageNet weights as the torch hub cache names them
-
-def find_densenet121_weights(weights_path: str = "", # a state-dict file; empty = look in the torch hub cache
-                            ) -> tuple[Path | None, str]:
-    "The DenseNet-121 ImageNet weights file to use (None if there is none) and where it came from."
-    if weights_path:
-        if not Path(weights_path).is_file(): raise FileNotFoundError(f"densenet_weights={weights_path!r}: no such file")
-        return Path(weights_path), f"file {weights_path}"
-    hub = Path(torch.hub.get_dir()) / "checkpoints" / DENSENET121_FILE
-    if hub.is_file(): return hub, f"torch hub cache {hub}"
-    warnings.warn(f"DenseNet-121 ImageNet weights NOT FOUND ({hub} is missing and densenet_weights is empty): "
-                  "the diagnostic models start from RANDOM initialisation, unlike the paper.", stacklevel=2)
-    return None, "random init (no ImageNet weights found)"
+# %% ../nbs/06_diagnostic.ipynb #22796455
+def p_slvh_correlated(mu, # predicted IVSd and LVPWd means (N, 2), cm
+                      sigma, # their scales (N, 2), cm
+                      sex, # (N,) "M" or "F": the threshold
+                      rho: float, # correlation of IVSd and LVPWd (given the image)
+                     ) -> np.ndarray:
+    "P(IVSd or LVPWd above the SLVH threshold) when the two Normals correlate with `rho`."
+    from scipy.stats import multivariate_normal
+    mu, sigma = (np.asarray(a, float).reshape(-1, 2) for a in (mu, sigma))
+    sex = np.asarray(sex).astype(str).reshape(-1)
+    t = np.where(sex == "M", THRESHOLDS["M"][0], THRESHOLDS["F"][0])[:, None]
+    mvn = multivariate_normal([0, 0], [[1, rho], [rho, 1]], allow_singular=True)
+    return 1 - np.atleast_1d(mvn.cdf((t - mu) / sigma))
 
 # %% ../nbs/06_diagnostic.ipynb #bacc239a
 def densenet121_gray(weights: str | Path | None = None, # torchvision densenet121 state dict file, or None for random init
@@ -111,22 +110,27 @@ def demographics(meta: pd.DataFrame, # rows with age (years) and sex (M/F)
     return torch.tensor(np.stack([age, sex == "M", sex == "F"], 1), dtype=torch.float32)
 
 # %% ../nbs/06_diagnostic.ipynb #2088477c
-def make_training_sets(real: pd.DataFrame, # the real training split (rows of 02's cache, with cache_idx)
-                       gen: pd.DataFrame, # the generated cohort (rows of 05's cache, with cache_idx)
+def make_training_sets(real: pd.DataFrame, # the real training split (02's cache rows)
+                       gen: pd.DataFrame, # the generated cohort (05's cache rows)
                        sets=SETS, # which of "base", "gen", "base_gen", "base_genpos"
-                       seed: int = 0, # the down-sampling and every resampling derive from it
+                       seed: int = 0, # the Base subset derives from it, the resampling also from run
+                       run: int = 0, # the ensemble member: each run gets its own resampling
                       ) -> dict[str, pd.DataFrame]:
-    "The paper's training sets, each resampled with replacement to the size of Base+Gen."
-    if unknown := sorted(set(sets) - set(SETS)): raise ValueError(f"sets: unknown {unknown}; choose from {list(SETS)}")
-    if len(real) == 0 or len(gen) == 0: raise ValueError(f"need real and generated rows, got {len(real)} and {len(gen)}")
-    real, gen = real.assign(origin="real"), gen.assign(origin="gen")
-    n_gen = gen["cache_idx"].nunique()  # unique generated images
-    base = real.iloc[np.random.default_rng(seed).choice(len(real), min(n_gen, len(real)), replace=False)]
+    "The paper's training sets: Base+Gen intact (each image once), the others resampled to its size"
+    if unknown := sorted(set(sets) - set(SETS)):
+        raise ValueError(f"sets: unknown {unknown}; choose from {list(SETS)}")
+    if len(real) == 0 or len(gen) == 0:
+        raise ValueError(f"need real and generated rows, got {len(real)} and {len(gen)}")
+    gen = gen.drop_duplicates("cache_idx").assign(origin="gen")  # unique generated images
+    pick = np.random.default_rng(seed).choice(len(real), min(len(gen), len(real)), replace=False)
+    base = real.iloc[np.sort(pick)].assign(origin="real")
     pools = {"base": base, "gen": gen, "base_gen": pd.concat([base, gen]),
              "base_genpos": pd.concat([base, gen[gen["composite_slvh_dlv"] == 1]])}
     n = len(pools["base_gen"])
-    return {s: pools[s].iloc[np.random.default_rng([seed, SETS.index(s)]).choice(len(pools[s]), n)].reset_index(drop=True)
-            for s in sets}
+    def resample(s):
+        rng = np.random.default_rng([seed, run, SETS.index(s)])
+        return pools[s].iloc[rng.choice(len(pools[s]), n)]
+    return {s: (pools[s] if s == "base_gen" else resample(s)).reset_index(drop=True) for s in sets}
 
 # %% ../nbs/06_diagnostic.ipynb #ea96a6cc
 def training_set_table(train_sets: dict[str, pd.DataFrame], # from make_training_sets
@@ -135,8 +139,10 @@ def training_set_table(train_sets: dict[str, pd.DataFrame], # from make_training
     rows = []
     for s, d in train_sets.items():
         r, g = d[d["origin"] == "real"], d[d["origin"] == "gen"]
-        rows.append(dict(set=s, n_total=len(d), n_real=len(r), n_gen=len(g), n_unique_real=r["cache_idx"].nunique(),
-                         n_unique_gen=g["cache_idx"].nunique(), **{f"prevalence_{c}": d[c].mean() for c in LABELS}))
+        u_r, u_g = r["cache_idx"].nunique(), g["cache_idx"].nunique()
+        rows.append(dict(set=s, n_total=len(d), n_real=len(r), n_gen=len(g), n_unique_real=u_r,
+                         n_unique_gen=u_g, each_image_once=len(d) == u_r + u_g,
+                         **{f"prevalence_{c}": d[c].mean() for c in LABELS}))
     return pd.DataFrame(rows)
 
 # %% ../nbs/06_diagnostic.ipynb #6c19fdd0
@@ -230,6 +236,13 @@ def load_diagnostic(model_dir: str | Path, device="cpu") -> DiagnosticNet:
     return m.to(device, memory_format=torch.channels_last).eval()
 
 # %% ../nbs/06_diagnostic.ipynb #9436bdbb
+def _rows_sha1(rows: pd.DataFrame) -> str:
+    "A fingerprint of which images (origin, cache_idx) a training set holds, in order."
+    import hashlib
+    origin = rows["origin"].astype(str) if "origin" in rows else pd.Series("real", index=rows.index)
+    key = origin + ":" + rows["cache_idx"].astype(str)
+    return hashlib.sha1("\n".join(key).encode()).hexdigest()
+
 def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_sets)
                      images: dict, # {origin: uint8 (N, S, S) cache images} for the rows' origins
                      val_rows: pd.DataFrame, # the real validation split
@@ -244,7 +257,8 @@ def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_se
     "Train one diagnostic model (or find it finished) in `out_dir`; returns its done marker plus `trained`."
     out_dir, device = Path(out_dir), torch.device(device)
     settings = dict(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, n_rows=len(rows),
-                    max_steps_per_epoch=max_steps_per_epoch, augment=augment, pretrained=weights is not None,
+                    max_steps_per_epoch=max_steps_per_epoch, augment=augment,
+                    rows_sha1=_rows_sha1(rows), pretrained=weights is not None,
                     image_size=image_size or int(next(iter(images.values())).shape[-1]))
     if (out_dir / "done.json").exists() and load_json(out_dir / "config.json").get("train") == settings:
         return {**load_json(out_dir / "done.json"), "trained": False}
@@ -300,10 +314,18 @@ def predict_runs(models, # DiagnosticNets (or one)
         for o, m in zip(outs, models): o.append(torch.cat(m.eval()(x, d), 1).float().cpu())
     return [_prediction_frame(torch.cat(o).numpy().astype(float) if o else np.zeros((0, 6)), meta) for o in outs]
 
+def combine_runs(runs: list[pd.DataFrame], # `predict_runs` output, one frame per model, row-aligned
+                ) -> pd.DataFrame:
+    "The ensemble: means and probabilities averaged; each scale the SD of the runs' equal mixture."
+    out = sum(runs) / len(runs)
+    for m in MEASURES:
+        second_moment = sum(r[f"sigma_{m}"] ** 2 + r[f"mu_{m}"] ** 2 for r in runs) / len(runs)
+        out[f"sigma_{m}"] = np.sqrt(np.maximum(second_moment - out[f"mu_{m}"] ** 2, 0.0))
+    return out
+
 def predict_measures(models, images_uint8, meta: pd.DataFrame, scaler, device="cpu", batch_size: int = 64) -> pd.DataFrame:
-    "Ensemble prediction: means, scales and probabilities averaged over `models`, row-aligned with `meta`."
-    runs = predict_runs(models, images_uint8, meta, scaler, device, batch_size)
-    return sum(runs) / len(runs)
+    "Ensemble prediction (`combine_runs` of `predict_runs`), row-aligned with `meta`."
+    return combine_runs(predict_runs(models, images_uint8, meta, scaler, device, batch_size))
 
 # %% ../nbs/06_diagnostic.ipynb #d4f3552c
 @torch.no_grad()
@@ -314,3 +336,34 @@ def features(models, # DiagnosticNets (the first is used) or one
     m = (models if isinstance(models, nn.Module) else models[0]).eval()
     out = [m.embed(_to(_unit_batch(images, i, batch_size), device)).float().cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, 1024), np.float32)
+
+# %% ../nbs/06_diagnostic.ipynb #101ae0f7
+ID_COLUMNS = ["patient_id", "cxr_filename", "age", "sex", *MEASURES, *LABELS]  # first columns
+P_COLUMNS = ["p_slvh", "p_dlv", "p_composite"]
+
+def ensemble_predictions(stage_dir: str | Path, # the 06_diagnostic folder with models/<set>/run<k>
+                         sets, n_runs: int, # training sets, and runs per set
+                         images, # uint8 cache images (N, S, S) indexed by rows.cache_idx
+                         rows: pd.DataFrame, # the rows to score (cache_idx, ID_COLUMNS)
+                         scaler, device="cpu") -> pd.DataFrame:
+    "One row per image: identity and truth, then per set the ensemble's and each run's predictions."
+    rows = rows.reset_index(drop=True)
+    x, parts = np.asarray(images[rows["cache_idx"].to_numpy()]), [rows[ID_COLUMNS]]
+    for s in sets:
+        models = load_ensemble(stage_dir, s, device, runs=range(n_runs))
+        runs = predict_runs(models, x, rows, scaler, device)
+        parts.append(combine_runs(runs).add_prefix(f"{s}_"))
+        parts += [r[P_COLUMNS].add_prefix(f"{s}_run{k}_") for k, r in enumerate(runs)]
+    return pd.concat(parts, axis=1)
+
+# %% ../nbs/06_diagnostic.ipynb #f487b5e9
+def external_cache(prep_record: dict | None, # 02_preprocessing's done.json record
+                   prep_dir: str | Path, # 02_preprocessing's folder in this run
+                  ) -> Path | None:
+    "The internal validation cohort's cache folder, or None when 02 made none."
+    named = ((prep_record or {}).get("summary") or {}).get("external_cache") or ""
+    if not named: return None
+    for d in (Path(prep_dir) / "external_cache", Path(named)):
+        if (d / "cache.json").exists(): return d
+    raise FileNotFoundError(f"02_preprocessing names external_cache {named!r}, "
+                            "but it holds no complete cache")
