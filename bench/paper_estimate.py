@@ -3,8 +3,9 @@
     .venv/bin/python bench/paper_estimate.py                 # about 1 min on a 2-core CPU
     .venv/bin/python bench/paper_estimate.py --mfu 0.2 0.4   # the sustained fractions of peak to show
 
-What is measured here, on this machine: the forward FLOPs per image of the paper's networks, built
-from configs/paper.yaml exactly as 03 and 06 build them (torch.utils.flop_counter counts them), and the
+What is measured here, on this machine: the forward FLOPs per image of the paper's networks (the
+authors' U-Net of cstreiffer/cxr_ddpm, 128-256-256-512-512-1024), built from configs/paper.yaml as 03 and 06
+build them (torch.utils.flop_counter counts them), and the
 CPU seconds of one U-Net training step at 224 px. What is assumed: the GPU's dense bf16 peak (vendor
 figures) and the fraction of it a run sustains (MFU). Convolutional U-Nets at batch 16 typically
 sustain 20-40 percent; the table shows both ends. Backward is counted as twice the forward.
@@ -43,11 +44,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     p = paper_params(); S = p["image_size"]
     unet = CondDDPM(image_size=S, block_out_channels=p["block_out_channels"], layers_per_block=p["layers_per_block"],
-                    attention_levels=p["attention_levels"], cond_hidden=p["cond_hidden"])
+                    attention_levels=p["attention_levels"], cond_hidden=p["cond_hidden"],
+                    norm_num_groups=min(32, p["block_out_channels"][0] // 2), cond_out_act=p["cond_out_act"])
     n_unet = sum(q.numel() for q in unet.parameters())
     x, c = torch.randn(1, 1, S, S), torch.zeros(1, unet.schema.dim)
     with torch.no_grad(): f_unet = forward_flops(lambda: unet(x, torch.tensor([500]), c))
-    vgg = vgg16_relu3_3(p.get("vgg16_weights", ""))[0]
+    vgg = vgg16_relu3_3(None)[0]  # FLOPs do not depend on the weights
     with torch.no_grad(): f_vgg = forward_flops(lambda: vgg(torch.randn(1, 3, S, S)))
     diag = DiagnosticNet().eval()
     with torch.no_grad(): f_diag = forward_flops(lambda: diag(torch.rand(1, 1, S, S), torch.zeros(1, 3)))

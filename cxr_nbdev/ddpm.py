@@ -5,7 +5,7 @@
 # %% ../nbs/03_ddpm.ipynb #f7dd1522
 from __future__ import annotations
 from .core import *
-import math, os, random, shutil, tempfile, time, warnings
+import math, os, pickle, random, re, shutil, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from diffusers import UNet2DModel, DDPMScheduler, DDIMScheduler
@@ -18,10 +18,11 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['PAPER_TRAIN_STATS', 'VGG16_IMAGENET_FILE', 'ConditionSchema', 'CondDDPM', 'vgg16_relu3_3', 'PerceptualLoss',
-           'predicted_eps_x0', 'regression_target', 'diffusion_loss', 'ddim_scheduler', 'as_condition', 'guided_output',
-           'sample_ddpm', 'sample_ddim', 'load_ddpm', 'step_generator', 'batch_indices', 'image_batch', 'TrainConfig',
-           'DDPMTrainer', 'to_uint8', 'condition_effect_map', 'effect_agreement']
+__all__ = ['PAPER_TRAIN_STATS', 'VGG16_IMAGENET_FILE', 'ConditionSchema', 'cond_mlp', 'CondDDPM', 'vgg16_relu3_3',
+           'PerceptualLoss', 'predicted_eps_x0', 'regression_target', 'diffusion_loss', 'ddim_scheduler',
+           'as_condition', 'guided_output', 'sample_ddpm', 'sample_ddim', 'load_ddpm', 'step_generator',
+           'batch_indices', 'image_batch', 'TrainConfig', 'DDPMTrainer', 'to_uint8', 'rng_state', 'set_rng_state',
+           'load_checkpoint', 'condition_effect_map', 'effect_agreement']
 
 # %% ../nbs/03_ddpm.ipynb #2e8a3bc8
 PAPER_TRAIN_STATS = {"mean": {"age": 62.3, "ivsd": 1.12, "lvidd": 4.60, "lvpwd": 1.07},
@@ -96,6 +97,17 @@ def encode(self: ConditionSchema, df: pd.DataFrame, # one row per image, with th
         parts.append(np.eye(len(cats))[code.to_numpy(dtype=int)])
     return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(df), 0), np.float32)
 
+# %% ../nbs/03_ddpm.ipynb #517038eb
+def cond_mlp(cond_dim: int, # length of the condition vector
+             hidden: int, # width of the inner layer
+             out_dim: int, # width of the timestep embedding it is added to
+             out_act: bool = False, # a SiLU after the last layer (the authors' StateEmbedding)
+            ) -> nn.Sequential:
+    "The condition MLP: Linear, SiLU, Linear (and a final SiLU when `out_act`)."
+    layers = [nn.Linear(cond_dim, hidden), nn.SiLU(), nn.Linear(hidden, out_dim)]
+    return nn.Sequential(*layers, *([nn.SiLU()] if out_act else []))
+
+
 # %% ../nbs/03_ddpm.ipynb #78b35396
 class CondDDPM(ModelMixin, ConfigMixin):
     "Conditional DDPM: a UNet2DModel whose timestep embedding is shifted by an MLP of the condition vector."
@@ -110,7 +122,8 @@ class CondDDPM(ModelMixin, ConfigMixin):
                  prediction_type: str = "epsilon", # "epsilon" or "v_prediction"
                  num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
                  cond_drop_prob: float = 0.0, # condition dropout used in training (classifier-free guidance)
-                 time_scale_shift: bool = False): # FiLM: the embedding scales and shifts the normalized features (ADM) instead of only adding to them
+                 time_scale_shift: bool = False, # FiLM: the embedding scales and shifts (ADM), not only shifts
+                 cond_out_act: bool = False): # a SiLU after the MLP's last layer (the authors' StateEmbedding)
         super().__init__()
         if len(attention_levels) != len(block_out_channels): raise ValueError("attention_levels needs one flag per entry of block_out_channels")
         self.schema = ConditionSchema.from_dict(cond_schema) if cond_schema else ConditionSchema()
@@ -119,7 +132,8 @@ class CondDDPM(ModelMixin, ConfigMixin):
             down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels),
             up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels)),
             class_embed_type="identity", resnet_time_scale_shift="scale_shift" if time_scale_shift else "default")
-        self.cond_mlp = nn.Sequential(nn.Linear(self.schema.dim, cond_hidden), nn.SiLU(), nn.Linear(cond_hidden, block_out_channels[0] * 4))
+        emb_dim = block_out_channels[0] * 4  # the width of diffusers' timestep embedding
+        self.cond_mlp = cond_mlp(self.schema.dim, cond_hidden, emb_dim, cond_out_act)
         self.scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, prediction_type=prediction_type)
         self.scaler = None  # the FeatureScaler of the training data, set by the training stage and saved with the model
 
@@ -171,16 +185,17 @@ def tiny(cls: CondDDPM, image_size: int = 16, # a multiple of 2 ** (levels - 1)
 # %% ../nbs/03_ddpm.ipynb #f6d2504b
 VGG16_IMAGENET_FILE = "vgg16-397923af.pth"  # torchvision's file name for the ImageNet VGG16 weights
 
-def vgg16_relu3_3(weights: str | Path = "", # a VGG16 state dict (.pth); "" = the torch hub cache
+def vgg16_relu3_3(weights: str | Path | None = "", # a VGG16 state dict; "" = the torch hub cache; None = random
                  ) -> tuple[nn.Module, bool, str]:
     "Frozen VGG16 `features` up to relu3_3, and whether ImageNet weights were found (and from where)."
     from torchvision.models.vgg import make_layers, cfgs  # torchvision's own VGG16 layer list
-    path = Path(weights) if weights else Path(torch.hub.get_dir()) / "checkpoints" / VGG16_IMAGENET_FILE
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_IMAGENET_FILE
+    path = None if weights is None else Path(weights) if weights else hub  # None: the chosen fallback
     if weights and not path.exists(): raise FileNotFoundError(f"vgg16_weights={str(weights)!r}: no such file")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the offline fallback is the same random network in every run
         feats = make_layers(cfgs["D"])[:16]  # conv1_1 ... relu3_3 of torchvision's vgg16().features
-    if path.exists():
+    if path is not None and path.exists():
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
             feats.load_state_dict({k[9:]: v for k, v in sd.items() if k.startswith("features.") and int(k.split(".")[1]) < 16})
@@ -188,8 +203,9 @@ def vgg16_relu3_3(weights: str | Path = "", # a VGG16 state dict (.pth); "" = th
         found, source = True, str(path)
     else:
         found, source = False, "random-init frozen VGG16 (offline fallback; ImageNet weights not in the torch hub cache)"
-        warnings.warn(f"ImageNet VGG16 weights not found at {path}: the perceptual loss uses a {source}. "
-                      f"Put {VGG16_IMAGENET_FILE} there or pass vgg16_weights to use the published loss.")
+        if path is not None:
+            warnings.warn(f"ImageNet VGG16 weights not found at {path}: the perceptual loss uses a {source}. "
+                          f"Put {VGG16_IMAGENET_FILE} there or pass vgg16_weights to use the published loss.")
     return feats.eval().requires_grad_(False), found, source
 
 # %% ../nbs/03_ddpm.ipynb #658d6c57
@@ -411,13 +427,16 @@ class DDPMTrainer:
 # %% ../nbs/03_ddpm.ipynb #4a7d4953
 @patch
 def train_step(self: DDPMTrainer) -> dict:
-    "One optimizer step; returns the loss and its parts."
+    "One optimizer step; returns the loss and its parts (means over all processes)."
     cfg, acc, sch = self.cfg, self.acc, self.unwrapped.scheduler
     idx = batch_indices(len(self.images), cfg.batch_size, self.step, cfg.seed, acc.num_processes, acc.process_index)
-    g = step_generator(cfg.seed, 2, self.step, acc.process_index)
-    x0 = image_batch(self.images, idx)
-    noise, t = torch.randn(x0.shape, generator=g), torch.randint(0, sch.config.num_train_timesteps, (len(idx),), generator=g)
-    keep = (torch.rand(len(idx), generator=g) >= cfg.cond_drop_prob).float() if cfg.cond_drop_prob > 0 else None
+    g = step_generator(cfg.seed, 2, self.step, 0)  # for the global batch; each process takes its rows
+    x0, gb = image_batch(self.images, idx), cfg.batch_size * acc.num_processes
+    mine = slice(acc.process_index * cfg.batch_size, (acc.process_index + 1) * cfg.batch_size)
+    noise = torch.randn((gb, *x0.shape[1:]), generator=g)[mine]
+    t = torch.randint(0, sch.config.num_train_timesteps, (gb,), generator=g)[mine]
+    keep = torch.rand(gb, generator=g)[mine] >= cfg.cond_drop_prob if cfg.cond_drop_prob > 0 else None
+    keep = None if keep is None else keep.float()
     x0, noise, t, c = (v.to(acc.device) for v in (x0, noise, t, self.cond[idx]))
     x_t = sch.add_noise(x0, noise, t)
     if cfg.channels_last: x_t = x_t.contiguous(memory_format=torch.channels_last)
@@ -430,7 +449,8 @@ def train_step(self: DDPMTrainer) -> dict:
     self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True)
     self.ema.step(self.unwrapped.parameters())
     self.step += 1
-    return {"loss": loss.item(), **parts}
+    vals = acc.reduce(torch.tensor([loss.item(), *parts.values()], device=acc.device), "mean")
+    return dict(zip(["loss", *parts], vals.tolist()))
 
 # %% ../nbs/03_ddpm.ipynb #34731563
 @patch
@@ -461,6 +481,42 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     "Images in [-1, 1], (N, 1, S, S) -> uint8 (N, S, S), the cache format."
     return ((x[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
+# %% ../nbs/03_ddpm.ipynb #de5a4638
+def rng_state() -> dict:
+    "The global RNG states (Python, NumPy, torch, CUDA) as tensors and plain numbers."
+    version, key, gauss = random.getstate()
+    npst = np.random.get_state(legacy=False)
+    return dict(python=[version, torch.tensor(key, dtype=torch.int64), gauss],
+                numpy=dict(key=torch.from_numpy(npst["state"]["key"].astype(np.int64)), pos=npst["state"]["pos"],
+                           has_gauss=npst["has_gauss"], gauss=npst["gauss"]),
+                torch=torch.get_rng_state(),
+                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+def set_rng_state(st: dict): # what `rng_state` returned
+    "Restore the global RNG states saved by `rng_state`."
+    version, key, gauss = st["python"]
+    random.setstate((version, tuple(key.tolist()), gauss))
+    n = st["numpy"]
+    np.random.set_state(dict(bit_generator="MT19937", has_gauss=n["has_gauss"], gauss=n["gauss"],
+                             state=dict(key=n["key"].numpy().astype(np.uint32), pos=n["pos"])))
+    torch.set_rng_state(st["torch"])
+    if st["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+# %% ../nbs/03_ddpm.ipynb #1ed27fca
+def load_checkpoint(path: str | Path, # a `checkpoints/step_NNNNNN.pt` file
+                   ) -> dict:
+    "A checkpoint's contents, read with `weights_only=True`: a file that would run code is refused."
+    try: return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        why = re.search(r"WeightsUnpickler error: ([^\n]*)", str(e))
+        why = why.group(1) if why else str(e).splitlines()[0]
+        raise ValueError(f"{path}: refused to load, not a checkpoint this stage wrote (it holds "
+                         f"more than tensors and plain values: {why[:200]}). Delete it, or train "
+                         "with resume=False.") from None
+
+
 # %% ../nbs/03_ddpm.ipynb #4fff4b91
 @patch
 def save_checkpoint(self: DDPMTrainer) -> Path:
@@ -469,8 +525,7 @@ def save_checkpoint(self: DDPMTrainer) -> Path:
     state = dict(step=self.step, cfg=self.fingerprint(), model=self.unwrapped.state_dict(), optimizer=self.opt.state_dict(),
                  lr_scheduler=self.sched.state_dict(), ema=self.ema.state_dict(), log=self.log, run_loss=self.run_loss,
                  grad_scaler=acc.scaler.state_dict() if acc.scaler is not None else None,
-                 rng=dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
-                          cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None))
+                 rng=rng_state())
     if acc.is_main_process:
         with atomic_path(path) as tmp: torch.save(state, tmp)
         for old in sorted(path.parent.glob("step_*.pt"))[:-self.cfg.keep_checkpoints]: old.unlink()
@@ -492,15 +547,14 @@ def resume(self: DDPMTrainer) -> int:
     "Load the last checkpoint in `out_dir/checkpoints/`, if any; returns the step reached."
     ckpts = sorted((self.out_dir / "checkpoints").glob("step_*.pt")) if self.out_dir else []
     if not ckpts: return self.step
-    st = torch.load(ckpts[-1], map_location="cpu", weights_only=False)  # our own file: it holds RNG states
+    st = load_checkpoint(ckpts[-1])
     then = {**st.get("cfg", {}), "model": _public(st.get("cfg", {}).get("model"))}
     diff = {k: (v, then.get(k)) for k, v in self.fingerprint().items() if then.get(k) != v}
     if diff: raise ValueError(f"{ckpts[-1]} was made with other settings (now, then): {diff}; train with resume=False to start over")
     self.unwrapped.load_state_dict(st["model"]); self.opt.load_state_dict(st["optimizer"])
     self.sched.load_state_dict(st["lr_scheduler"]); self.ema.load_state_dict(st["ema"]); self.ema.to(self.acc.device)
     if st["grad_scaler"] is not None and self.acc.scaler is not None: self.acc.scaler.load_state_dict(st["grad_scaler"])
-    random.setstate(st["rng"]["python"]); np.random.set_state(st["rng"]["numpy"]); torch.set_rng_state(st["rng"]["torch"])
-    if st["rng"]["cuda"] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+    set_rng_state(st["rng"])
     self.step, self.log, self.run_loss = st["step"], st["log"], st["run_loss"]
     return self.step
 
