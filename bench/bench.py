@@ -55,7 +55,9 @@ def make_ddpm(p):
     schema = ConditionSchema(mean=PAPER_TRAIN_STATS["mean"], std=PAPER_TRAIN_STATS["std"])
     return CondDDPM(image_size=p["image_size"], block_out_channels=p["block_out_channels"], layers_per_block=p["layers_per_block"],
                     attention_levels=p["attention_levels"], cond_schema=schema.to_dict(), cond_hidden=p["cond_hidden"],
-                    norm_num_groups=min(32, p["block_out_channels"][0] // 2))
+                    norm_num_groups=min(32, p["block_out_channels"][0] // 2),
+                    prediction_type=p["prediction_type"], time_scale_shift=p["time_scale_shift"],
+                    cond_out_act=p["cond_out_act"])
 
 
 def bench_ddpm_train(p, dev, steps, rows):

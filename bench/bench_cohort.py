@@ -23,6 +23,7 @@ def demo_model(params: dict) -> CondDDPM:
     return CondDDPM(image_size=p["image_size"], block_out_channels=tuple(p["block_out_channels"]),
                     layers_per_block=p["layers_per_block"], attention_levels=tuple(p["attention_levels"]),
                     cond_hidden=p["cond_hidden"], prediction_type=p["prediction_type"],
+                    time_scale_shift=p["time_scale_shift"], cond_out_act=p["cond_out_act"],
                     cond_schema=ConditionSchema(mean=PAPER_TRAIN_STATS["mean"], std=PAPER_TRAIN_STATS["std"]).to_dict())
 
 

@@ -75,6 +75,7 @@ DRY_RUN = dict(  # counts only; architecture, image size, loss and precision sta
     external_patients=6, external_images=8,                                      # 01: external cohort
     epochs=0, train_steps=2, batch_size=2, warmup_steps=1, eval_every=2, checkpoint_every=2, keep_checkpoints=1,
     val_batches=1, n_gen_val=2, gen_val_steps=2, sample_steps=2, n_ddpm_samples=0,  # 03
+    n_sample_images=2, n_effect_pairs=2,
     inversion_steps=[2, 4], inversion_images=2, compare_steps=2, fixed_point_iters=1, cf_images=1,
     inversion_batch_size=2,                                                      # 04
     cohort_size=6, cohort_sampler="ddim", cohort_steps=2, cohort_batch_size=4, cohort_processes=1,

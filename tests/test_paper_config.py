@@ -23,6 +23,8 @@ PUBLISHED = {
     "batch_size": 16,
     "lr": 0.0001,
     "warmup_steps": 1000,
+    "grad_clip": 1.0,                 # train_model.py: accelerator.clip_grad_norm_(..., 1.0)
+    "ema_decay": 0.0,                 # train_model.py saves the raw weights: no EMA
     "perceptual_weight": 0.05,        # MSE + 0.05 VGG16 relu3_3 perceptual loss on eps (published code)
     "perceptual_target": "eps",
     "cond_drop_prob": 0.0,            # no classifier-free guidance in the paper
