@@ -17,16 +17,21 @@ from .preprocessing import derive_labels
 
 # %% auto #0
 __all__ = ['TRAINING_SETS', 'LABELS', 'LABEL_NAMES', 'MEASURES', 'METRICS', 'METRIC_NAMES', 'HIGHER_IS_BETTER', 'AGE_GROUPS',
-           'PAPER_COMPOSITE_AUROC', 'PAPER_UNDER60', 'PAPER_FID', 'PREDICTION_COLUMNS', 'QUALITY_PAIRS',
-           'FID_WEIGHTS_FILE', 'training_sets', 'read_predictions', 'simulate_scores', 'simulate_predictions',
-           'precision_specificity_at_recall', 'binary_metrics', 'patient_resamples', 'bootstrap_metrics',
-           'percentile_ci', 'bootstrap_p_value', 'evaluate', 'ci_coverage', 'metrics_table', 'fmt_ci', 'fmt_diff',
-           'markdown_table', 'display_table', 'age_group', 'subgroup_table', 'plot_subgroups', 'plot_roc_pr',
-           'expected_calibration_error', 'calibration_table', 'plot_calibration', 'CXRFeatures', 'FeatureInput',
-           'frechet_distance', 'kernel_distance', 'prdc_metrics', 'image_quality_table', 'find_inception_weights',
-           'inception_features', 'inception_score', 'conditioning_fidelity', 'plot_fidelity', 'counterfactual_effects',
-           'dose_response', 'plot_dose_response', 'judge', 'paper_claims', 'results_markdown', 'save_figure',
-           'subsample', 'run_auroc_table']
+           'PAPER_COMPOSITE_AUROC', 'PAPER_UNDER60', 'PAPER_FID', 'PAPER_EXTERNAL', 'PREDICTION_COLUMNS',
+           'QUALITY_PAIRS', 'RULER_FACTORS', 'CLAIMS', 'WEIGHTS_NAMES', 'training_sets', 'read_predictions',
+           'simulate_scores', 'simulate_predictions', 'precision_specificity_at_recall', 'binary_metrics',
+           'patient_resamples', 'bootstrap_metrics', 'percentile_ci', 'bootstrap_p_value', 'evaluate', 'ci_coverage',
+           'metrics_table', 'fmt_ci', 'fmt_diff', 'markdown_table', 'display_table', 'detectable_difference',
+           'age_group', 'subgroup_table', 'plot_subgroups', 'read_external', 'external_table', 'plot_external',
+           'plot_roc_pr', 'expected_calibration_error', 'calibration_table', 'plot_calibration', 'CXRFeatures',
+           'FeatureInput', 'frechet_distance', 'kernel_distance', 'prdc_metrics', 'quality_space', 'fid_from_features',
+           'fid_bootstrap_ci', 'fid_null', 'prdc_k', 'quality_n', 'image_quality_table', 'inception_ready',
+           'inception_features', 'inception_score', 'partial_r', 'conditioning_fidelity', 'plot_fidelity',
+           'source_demographics', 'counterfactual_effects', 'dose_response', 'plot_dose_response', 'read_factors',
+           'ruler_net', 'train_ruler', 'ruler_read', 'ruler_design', 'effect_slope', 'boot_slopes',
+           'fraction_of_effect', 'plot_ruler', 'edit_fraction', 'judge', 'judge_noninferior', 'holm', 'judge_fid_order',
+           'paper_claims', 'weights_lines', 'quality_display', 'results_markdown', 'save_figure', 'subsample',
+           'run_auroc_table']
 
 # %% ../nbs/07_analysis.ipynb #bf8579e4
 TRAINING_SETS = {"base": "Base", "gen": "Gen", "base_gen": "Base+Gen", "base_genpos": "Base+Gen(Pos)"}
@@ -42,6 +47,10 @@ AGE_GROUPS = ("<60", "60-69", "70-79", "80-90")
 PAPER_COMPOSITE_AUROC = {"base": 0.78, "gen": 0.75, "base_gen": 0.79, "base_genpos": 0.80}
 PAPER_UNDER60 = {"base_genpos": 0.86, "gain_over_base": "+3.7%"}
 PAPER_FID = {"gen_vs_train": 9.62, "gen_vs_test": 13.5, "train_vs_test": 4.07}
+# Fig. 4, internal validation cohort (UPHS): (label, metric, set) -> the published value
+PAPER_EXTERNAL = {("composite", "auroc", "base"): "0.84 (0.80-0.89)",
+                  ("composite", "auroc", "base_genpos"): "0.84 (0.80-0.89)",
+                  ("composite", "auprc", "base"): "0.87"}
 
 # %% ../nbs/07_analysis.ipynb #c9f17aa6
 PREDICTION_COLUMNS = ("patient_id", "age", "sex", *LABELS.values())
@@ -195,6 +204,11 @@ def bootstrap_p_value(diffs) -> float:
     return float(min(1.0, 2 * min((1 + (d <= 0).sum()) / (1 + len(d)), (1 + (d >= 0).sum()) / (1 + len(d)))))
 
 # %% ../nbs/07_analysis.ipynb #dcb97976
+def _sd(v) -> float:
+    "SD of the defined values of `v` (NaN if fewer than two)."
+    v = np.asarray(v, dtype=float); v = v[~np.isnan(v)]
+    return float(v.std(ddof=1)) if len(v) > 1 else math.nan
+
 def evaluate(y, # 0/1 labels, one per image
              probs: dict, # {set: probabilities}
              patient_ids, # one per image
@@ -217,7 +231,8 @@ def evaluate(y, # 0/1 labels, one per image
             r = dict(set=s, metric=m, estimate=point[s][m], ci_low=lo, ci_high=hi, n_valid=int(wide[m][s].notna().sum()))
             if reference in probs and s != reference:
                 d = wide[m][s] - wide[m][reference]
-                r.update(diff=point[s][m] - point[reference][m], diff_low=percentile_ci(d, ci)[0],
+                r.update(diff=point[s][m] - point[reference][m], diff_se=_sd(d),
+                         diff_low=percentile_ci(d, ci)[0],
                          diff_high=percentile_ci(d, ci)[1], p_value=bootstrap_p_value(d))
             rows.append(r)
     out = pd.DataFrame(rows)
@@ -303,6 +318,21 @@ def _order(v):
         if v in seq: return seq.index(v)
     return 99
 
+# %% ../nbs/07_analysis.ipynb #90412052
+def detectable_difference(table: pd.DataFrame, # `metrics_table` (or `external_table`) output
+                          ci: float = 0.95, # 1 − α of the two-sided test
+                          power: float = 0.8,
+                          label: str = "composite", metric: str = "auroc",
+                         ) -> pd.DataFrame:
+    "Smallest difference from Base detectable with `power`: (z_(1-α/2) + z_power) × bootstrap SE."
+    t = table[(table.label == label) & (table.metric == metric)]
+    t = t[t["diff"].notna()] if "diff" in t else t.iloc[:0]
+    mult = stats.norm.ppf(1 - (1 - ci) / 2) + stats.norm.ppf(power)
+    se = t.diff_se.to_numpy()
+    return pd.DataFrame({"comparison": [f"{TRAINING_SETS[s]} − Base" for s in t.set],
+                         "diff": t["diff"].to_numpy(),
+                         "diff_se": se, "min_detectable": mult * se, "multiplier": mult})
+
 # %% ../nbs/07_analysis.ipynb #bd557773
 def age_group(age) -> pd.Categorical:
     "The paper's age groups: <60, 60-69, 70-79, 80-90 (ages above 90 fall in 80-90)."
@@ -330,11 +360,12 @@ def plot_subgroups(table: pd.DataFrame, # output of `subgroup_table`
                    by: str, # the subgroup column
                    metric: str = "auroc",
                    title: str = "",
+                   ax=None, # draw into this axis (default: a new figure)
                   ):
     "Estimate and CI of `metric` per subgroup and training set."
     t = table[table.metric == metric]
     groups, sets = list(dict.fromkeys(t[by])), [s for s in TRAINING_SETS if s in set(t.set)]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(groups), 3.2))
+    if ax is None: _, ax = plt.subplots(figsize=(1.6 + 1.4 * len(groups), 3.2))
     w = 0.8 / max(len(sets), 1)
     for k, s in enumerate(sets):
         r = t[t.set == s].set_index(by).reindex(groups)
@@ -344,6 +375,31 @@ def plot_subgroups(table: pd.DataFrame, # output of `subgroup_table`
     n = t.drop_duplicates(by).set_index(by).reindex(groups)
     ax.set_xticks(np.arange(len(groups)), [f"{g}\n(n={int(i)}, pos={int(p)})" for g, i, p in zip(groups, n.n_images, n.n_positive)])
     ax.set_ylabel(METRIC_NAMES[metric]); ax.set_title(title); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+    return ax.figure
+
+# %% ../nbs/07_analysis.ipynb #929369d1
+def read_external(path: str | Path, # `<run>/06_diagnostic/predictions_external.csv`
+                 ) -> pd.DataFrame | None:
+    "06_diagnostic's predictions on the internal validation cohort, or None when the run has none."
+    return read_predictions(path) if Path(path).exists() else None
+
+def external_table(pred: pd.DataFrame, # `read_external` output
+                   sets: list | None = None, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+                   recall: float = 0.5,
+                  ) -> pd.DataFrame:
+    "Fig. 4: AUROC and AUPRC per label and set with CIs, differences from Base, the paper's values."
+    t = metrics_table(pred, sets, n_boot=n_boot, ci=ci, seed=seed, metrics=("auroc", "auprc"),
+                      recall=recall)
+    return t.assign(paper=[PAPER_EXTERNAL.get(k, "") for k in zip(t.label, t.metric, t.set)])
+
+def plot_external(table: pd.DataFrame, # `external_table` output
+                 ):
+    "Fig. 4: AUROC and AUPRC with CIs per label and training set on the internal validation cohort."
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    for ax, m in zip(axes, ("auroc", "auprc")):
+        title = f"{METRIC_NAMES[m]}: internal validation cohort (Fig. 4)"
+        plot_subgroups(table, "label", m, title=title, ax=ax)
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/07_analysis.ipynb #533fd0b2
@@ -433,9 +489,9 @@ def frechet_distance(real, fake) -> float:
     return float(((r.mean(0) - f.mean(0)) ** 2).sum() + (a1 ** 2).sum() + (a2 ** 2).sum() - 2 * tr_sqrt)
 
 def kernel_distance(real, fake, subset_size: int = 1000, subsets: int = 100, seed: int = 0) -> tuple:
-    "KID (mean, std over subsets) between two feature sets, by torchmetrics; subsets cut to the smaller set."
+    "KID (mean, std over subsets) of two feature sets by torchmetrics; subsets at most half a set."
     from torchmetrics.image.kid import KernelInceptionDistance
-    n = min(subset_size, len(real), len(fake))
+    n = min(subset_size, len(real) // 2, len(fake) // 2)   # whole-set subsets would all be alike
     if n < 2: return (math.nan, math.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # "will save all extracted features in buffer": intended
@@ -456,38 +512,111 @@ def prdc_metrics(real, fake, nearest_k: int = 5) -> dict:
         with contextlib.redirect_stdout(io.StringIO()):   # prdc prints its sample sizes
             return {k_: float(v) for k_, v in compute_prdc(np.asarray(real, dtype=np.float32), np.asarray(fake, dtype=np.float32), k).items()}
 
+# %% ../nbs/07_analysis.ipynb #50db218c
+def quality_space(train, # real-train features (N, F): the reference for scaling and PCA
+                  n: int, # images per compared set
+                  max_components: int = 64, # at most this many principal components
+                  images_per_component: int = 10, # at least this many images per component
+                 ):
+    "A fitted scikit-learn pipeline: real-train standardisation, then real-train PCA with k << n."
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.decomposition import PCA
+    train = np.asarray(train, dtype=np.float64)
+    k = int(max(1, min(max_components, n // images_per_component, *train.shape)))
+    pca = PCA(k, svd_solver="randomized", random_state=0)
+    return make_pipeline(StandardScaler(), pca).fit(train)
+
+# %% ../nbs/07_analysis.ipynb #1ca82c05
+def fid_from_features(a, b) -> float:
+    "FID between feature sets `a` and `b` (N, k) with N > k, by the eigenvalue route to tr √(Σ₁Σ₂)."
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    w, v = np.linalg.eigh(s1)
+    r1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T                                # √Σ₁
+    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)).sum()  # tr √(√Σ₁Σ₂√Σ₁)
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
+
+def fid_bootstrap_ci(a, b, n_boot: int = 200, ci: float = 0.95, seed: int = 0) -> tuple:
+    "`(fid, low, high)`: FID and its percentile bootstrap interval shifted by the bootstrap's bias."
+    a, b, rng = np.asarray(a), np.asarray(b), np.random.default_rng(seed)
+    est = fid_from_features(a, b)
+    draw = lambda x: x[rng.integers(0, len(x), len(x))]
+    boot = np.array([fid_from_features(draw(a), draw(b)) for _ in range(n_boot)])
+    bias = boot.mean() - est
+    lo, hi = np.quantile(boot - bias, [(1 - ci) / 2, (1 + ci) / 2])
+    return est, float(max(0.0, min(lo, est))), float(max(hi, est))
+
+def fid_null(train, # real-train features (N, k), N >= 2 n
+             n: int, repeats: int = 5, seed: int = 0) -> float:
+    "Mean FID of two disjoint random real-train subsamples of `n` images: real vs real at `n`."
+    train, rng = np.asarray(train), np.random.default_rng(seed)
+    if len(train) < 2 * n:
+        raise ValueError(f"fid_null: needs 2 x {n} real-train images, has {len(train)}")
+    return float(np.mean([fid_from_features(train[p[:n]], train[p[n:2 * n]])
+                          for p in (rng.permutation(len(train)) for _ in range(repeats))]))
+
+# %% ../nbs/07_analysis.ipynb #d9cb0201
+def prdc_k(n: int, # images per compared set
+           nearest_k: int = 5) -> int:
+    "PRDC's k fitted to `n`: `nearest_k`, but at most n // 20 and at least 1."
+    return int(max(1, min(nearest_k, n // 20)))
+
+def quality_n(features: dict, # {"train": ..., "test": ..., "gen": ...}
+             ) -> int:
+    "The one size at which all sets are compared: the smallest set, and at most half of real train."
+    if "train" not in features:
+        raise ValueError("image quality needs 'train' features (reference for scaling, PCA, null)")
+    return int(min(len(features["train"]) // 2, *(len(v) for v in features.values())))
+
 # %% ../nbs/07_analysis.ipynb #474dcaa6
 QUALITY_PAIRS = {"gen_vs_train": ("gen", "train"), "gen_vs_test": ("gen", "test"), "train_vs_test": ("train", "test")}
 
 def image_quality_table(features: dict, # {"train": (N, F), "test": ..., "gen": ...} features of one extractor
                         extractor: str, # its name, e.g. "Base DenseNet-121 (CXR)"
                         kid_subset_size: int = 1000, kid_subsets: int = 100, nearest_k: int = 5, seed: int = 0,
+                        n_boot: int = 200, ci: float = 0.95, # FID bootstrap
+                        max_components: int = 64, # PCA: k = min(max_components,
+                        images_per_component: int = 10, #      n // images_per_component)
                        ) -> pd.DataFrame:
-    "FID, KID and PRDC for every pair of sets present, one row per pair."
-    rows = []
+    "FID (CI, real-vs-real null), KID and PRDC at one n in a real-train PCA space, per set pair."
+    n, rng, rows = quality_n(features), np.random.default_rng(seed), []
+    if n < 3: return pd.DataFrame()   # too few images for any covariance (a dry run)
+    space = quality_space(features["train"], n, max_components, images_per_component)
+    pick = lambda v: np.asarray(v)[np.sort(rng.choice(len(v), n, replace=False))]   # equal n
+    sub = {s: pick(v) for s, v in features.items()}
+    z = {s: space.transform(v) for s, v in sub.items()}
+    sd = np.sqrt(space[-1].explained_variance_)
+    white = {s: v / sd for s, v in z.items()}   # for KID: unit variance on real train
+    null, k = fid_null(space.transform(features["train"]), n, seed=seed), prdc_k(n, nearest_k)
     for name, (fake, real) in QUALITY_PAIRS.items():
-        if fake not in features or real not in features: continue
-        f, r = np.asarray(features[fake]), np.asarray(features[real])
-        kid = kernel_distance(r, f, kid_subset_size, kid_subsets, seed)
-        rows.append(dict(extractor=extractor, comparison=name, n_first=len(f), n_second=len(r),
-                         fid=frechet_distance(r, f) if min(len(f), len(r)) >= 2 else math.nan,
-                         kid_mean=kid[0], kid_std=kid[1], **prdc_metrics(r, f, nearest_k),
+        if fake not in z or real not in z: continue
+        fid, lo, hi = fid_bootstrap_ci(z[real], z[fake], n_boot, ci, seed)
+        kid = kernel_distance(white[real], white[fake], kid_subset_size, kid_subsets, seed)
+        rows.append(dict(extractor=extractor, comparison=name, n_first=n, n_second=n,
+                         pca_k=z[real].shape[1], fid=fid, fid_ci_low=lo, fid_ci_high=hi,
+                         fid_null=null, kid_mean=kid[0], kid_std=kid[1],
+                         kid_subset_size=min(kid_subset_size, n // 2),
+                         prdc_k=k, **prdc_metrics(z[real], z[fake], k),
                          paper_fid=PAPER_FID.get(name, math.nan) if "inception" in extractor.lower() else math.nan))
     return pd.DataFrame(rows)
 
 # %% ../nbs/07_analysis.ipynb #d0c72dc2
-FID_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
-
-def find_inception_weights(path: str = "", # an explicit weights file; empty = the torch hub cache
-                          ) -> Path | None:
-    "The FID Inception weights file if it and `torch-fidelity` are available, else None."
+def inception_ready(weights: Path | None, # from `pretrained_weights("inception", ...)`
+                    policy: str = "fallback",
+                   ) -> bool:
+    "Whether Inception features can be computed: the weights file and the `torch-fidelity` package."
     import importlib.util
-    if importlib.util.find_spec("torch_fidelity") is None: return None
-    f = Path(path) if path else Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILE
-    return f if f.is_file() else None
+    if weights is None: return False
+    if importlib.util.find_spec("torch_fidelity") is None:
+        if policy == "require":
+            raise ModuleNotFoundError("weights_policy=require: the FID Inception needs "
+                                      "torch-fidelity (pip install torch-fidelity)")
+        return False
+    return True
 
 def inception_features(images, # uint8 (N, S, S) grayscale
-                       weights: Path, # from `find_inception_weights`
+                       weights: Path, # from `pretrained_weights("inception", ...)`
                        feature: str = "2048", # "2048" pool features, or "logits_unbiased" for the Inception Score
                        batch_size: int = 64,
                       ) -> np.ndarray:
@@ -509,16 +638,38 @@ def inception_score(logits, splits: int = 10) -> tuple:
         return tuple(float(v) for v in m.compute())
 
 # %% ../nbs/07_analysis.ipynb #8742a68f
-def conditioning_fidelity(requested: pd.DataFrame, # metadata of the images: the requested ivsd, lvpwd, lvidd and labels
+def partial_r(x, y, covariates: pd.DataFrame | None = None) -> float:
+    "Correlation of `x` and `y` after regressing both on `covariates` (age, sex) by least squares."
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if covariates is not None and len(covariates.columns):
+        c = np.column_stack([np.ones(len(x)), covariates.to_numpy(float)])
+        x, y = (v - c @ np.linalg.lstsq(c, v, rcond=None)[0] for v in (x, y))
+    ok = len(x) > 2 and x.std() > 1e-12 and y.std() > 1e-12
+    return float(stats.pearsonr(x, y)[0]) if ok else math.nan
+
+def _demographics(df: pd.DataFrame) -> pd.DataFrame | None:
+    "Age and male sex as numeric covariates, when `df` has them."
+    male = (df["sex"] == "M") if "sex" in df else None
+    cols = {k: v for k, v in [("age", df.get("age")), ("male", male)] if v is not None}
+    return pd.DataFrame(cols).astype(float) if cols else None
+
+def conditioning_fidelity(requested: pd.DataFrame, # requested ivsd, lvpwd, lvidd, labels (age, sex)
                           predicted: pd.DataFrame, # `predict_measures` output, row-aligned: mu_*, p_*
+                          ci: float = 0.95,
                          ) -> pd.DataFrame:
-    "Per measure: correlation, mean error and MAE of predicted vs requested; per label: AUROC of p vs requested label."
-    req, pr = requested.reset_index(drop=True), predicted.reset_index(drop=True)
-    rows = []
+    "Per measure: r, age/sex-adjusted partial r, slope with CI, mean error, MAE; per label: AUROC."
+    req, pr, rows = requested.reset_index(drop=True), predicted.reset_index(drop=True), []
     for m in MEASURES:
         x, y = req[m].to_numpy(float), pr[f"mu_{m}"].to_numpy(float)
-        r = stats.pearsonr(x, y)[0] if len(x) > 2 and x.std() > 0 and y.std() > 0 else math.nan
-        rows.append(dict(target=m, n=len(x), pearson_r=r, mean_error=float(np.mean(y - x)), mae=float(np.mean(np.abs(y - x))),
+        ok = len(x) > 2 and x.std() > 0 and y.std() > 0
+        fit = stats.linregress(x, y) if ok else None
+        t = stats.t.ppf((1 + ci) / 2, len(x) - 2) if ok else math.nan
+        rows.append(dict(target=m, n=len(x), pearson_r=stats.pearsonr(x, y)[0] if ok else math.nan,
+                         partial_r=partial_r(x, y, _demographics(req)),
+                         slope=fit.slope if fit else math.nan,
+                         slope_ci_low=fit.slope - t * fit.stderr if fit else math.nan,
+                         slope_ci_high=fit.slope + t * fit.stderr if fit else math.nan,
+                         mean_error=float(np.mean(y - x)), mae=float(np.mean(np.abs(y - x))),
                          requested_mean=float(x.mean()), predicted_mean=float(y.mean())))
     for l, col in LABELS.items():
         y, p = req[col].to_numpy(int), pr[f"p_{l}"].to_numpy(float)
@@ -537,6 +688,15 @@ def plot_fidelity(requested: pd.DataFrame, predicted: pd.DataFrame, title: str =
     return fig
 
 # %% ../nbs/07_analysis.ipynb #dc6ad264
+def source_demographics(meta: pd.DataFrame, # counterfactual metadata (cf_of, edit, age, sex)
+                       ) -> pd.DataFrame:
+    "`meta` with each image's age and sex replaced by its source's (the unedited reconstruction's)."
+    src = meta[meta.edit == "none"].drop_duplicates("cf_of").set_index("cf_of")
+    out = meta.copy()
+    for c in ("age", "sex"):
+        if c in meta: out[c] = meta.cf_of.map(src[c]).where(meta.cf_of.isin(src.index), meta[c])
+    return out
+
 def counterfactual_effects(meta: pd.DataFrame, # counterfactual cache metadata (requested features, cf_of, edit, edit_feature, edit_sd)
                            predicted: pd.DataFrame, # `predict_measures` output, row-aligned with `meta`
                           ) -> pd.DataFrame:
@@ -555,19 +715,29 @@ def counterfactual_effects(meta: pd.DataFrame, # counterfactual cache metadata (
     return out
 
 # %% ../nbs/07_analysis.ipynb #eaf75f1f
-def dose_response(effects: pd.DataFrame) -> pd.DataFrame:
-    "Slope of predicted vs requested change per edited feature and outcome: through the origin, and free (scipy linregress)."
+def _origin_slope(x, v) -> float:
+    return float(x @ v / (x @ x)) if (x @ x) > 0 else math.nan
+
+def dose_response(effects: pd.DataFrame, # `counterfactual_effects` output
+                  n_boot: int = 0, ci: float = 0.95, seed: int = 0, # bootstrap over sources (cf_of)
+                 ) -> pd.DataFrame:
+    "Slope of predicted on requested change per edit and outcome: through 0 (with CI), and free."
     rows = []
     for feat, d in effects.groupby("edit_feature"):
         x_req = f"req_d_{feat}" if f"req_d_{feat}" in d else "edit_sd"   # a sex flip has no dose: mean changes only
-        x = d[x_req].to_numpy(float)
-        levels = len(np.unique(np.round(x, 6)))
+        x, levels = d[x_req].to_numpy(float), d[x_req].round(6).nunique()
+        boots = patient_resamples(d.cf_of.to_numpy(), n_boot, seed) if n_boot else []
         for y in [f"pred_d_{m}" for m in MEASURES] + [f"pred_d_p_{l}" for l in LABELS]:
             v = d[y].to_numpy(float)
             fit = stats.linregress(x, v) if len(x) > 2 and levels > 1 else None
-            rows.append(dict(edit_feature=feat, x=x_req, outcome=y[len("pred_d_"):], n=len(x), dose_levels=levels,
-                             mean_requested=float(x.mean()) if len(x) else math.nan, mean_change=float(v.mean()) if len(v) else math.nan,
-                             slope=float(x @ v / (x @ x)) if (x @ x) > 0 else math.nan,
+            lo, hi = percentile_ci([_origin_slope(x[b], v[b]) for b in boots], ci) if n_boot \
+                     else (math.nan, math.nan)
+            rows.append(dict(edit_feature=feat, x=x_req, outcome=y[len("pred_d_"):], n=len(x),
+                             n_sources=d.cf_of.nunique(), dose_levels=levels,
+                             mean_requested=float(x.mean()) if len(x) else math.nan,
+                             mean_change=float(v.mean()) if len(v) else math.nan,
+                             slope=_origin_slope(x, v),
+                             slope_ci_low=lo, slope_ci_high=hi,
                              slope_free=fit.slope if fit else math.nan, intercept=fit.intercept if fit else math.nan,
                              r=fit.rvalue if fit else math.nan, p_value=fit.pvalue if fit else math.nan))
     return pd.DataFrame(rows)
@@ -593,6 +763,129 @@ def plot_dose_response(effects: pd.DataFrame, slopes: pd.DataFrame):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/07_analysis.ipynb #00e9f0de
+RULER_FACTORS = {"log_heart_scale": "lvidd", "heart_density": "wall"}   # target -> its driver
+
+def read_factors(path: str | Path, # 01_phantom's factors.csv
+                ) -> pd.DataFrame:
+    "The ruler's targets per radiograph (cxr_filename, log_heart_scale, heart_density)."
+    f = pd.read_csv(path)
+    need = ("cxr_filename", "heart_scale", "heart_density")
+    if missing := [c for c in need if c not in f.columns]:
+        raise ValueError(f"{path}: missing columns {missing}")
+    return f.assign(log_heart_scale=np.log(f.heart_scale))[["cxr_filename", *RULER_FACTORS]]
+
+def ruler_net(n_out: int = len(RULER_FACTORS), width: int = 16) -> torch.nn.Module:
+    "Four stride-2 conv layers, global average pooling and a linear read-out."
+    nn = torch.nn
+    conv = lambda i, o: [nn.Conv2d(i, o, 3, stride=2, padding=1), nn.BatchNorm2d(o), nn.ReLU()]
+    w = [1, width, 2 * width, 4 * width, 4 * width]
+    layers = [m for i, o in zip(w[:-1], w[1:]) for m in conv(i, o)]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w[-1], n_out))
+
+# %% ../nbs/07_analysis.ipynb #ec90f6ae
+def _unit(images) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(images, dtype=np.float32) / 255.0)[:, None]
+
+def train_ruler(images, # uint8 (N, S, S) phantom training images
+                targets, # (N, T) true factors
+                epochs: int = 20, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
+               ) -> dict:
+    "A trained ruler: `{'net', 'mean', 'sd'}` (targets are standardised while training)."
+    y = np.asarray(targets, dtype=np.float32)
+    mean, sd = y.mean(0), y.std(0) + 1e-8
+    torch.manual_seed(seed)
+    net, x, t = ruler_net(y.shape[1]), _unit(images), torch.as_tensor((y - mean) / sd)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(epochs), desc="ruler", leave=False):
+        net.train()
+        for idx in torch.randperm(len(x), generator=g).split(batch_size):
+            if len(idx) < 2: continue   # batch norm needs two images
+            loss = torch.nn.functional.mse_loss(net(x[idx]), t[idx])
+            opt.zero_grad(); loss.backward(); opt.step()
+    return dict(net=net.eval(), mean=mean, sd=sd)
+
+@torch.no_grad()
+def ruler_read(ruler: dict, images, batch_size: int = 256) -> np.ndarray:
+    "The ruler's reading (N, T) of uint8 images, in the targets' units."
+    x = _unit(images)
+    out = [ruler["net"](x[i:i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
+    out = np.concatenate(out) if out else np.zeros((0, len(ruler["mean"])))
+    return out * ruler["sd"] + ruler["mean"]
+
+# %% ../nbs/07_analysis.ipynb #da88df29
+def ruler_design(meta: pd.DataFrame) -> pd.DataFrame:
+    "The conditions of each image on the ruler's scales: log LVIDd, log wall sum, male sex."
+    return pd.DataFrame({"lvidd": np.log(meta.lvidd.to_numpy(float)),
+                         "wall": np.log(meta.ivsd.to_numpy(float) + meta.lvpwd.to_numpy(float)),
+                         "male": (meta.sex.to_numpy() == "M").astype(float)})
+
+def effect_slope(reading, # (N,) the ruler's reading of one target
+                 design: pd.DataFrame, # `ruler_design`
+                 driver: str) -> float:
+    "Coefficient of `driver` in the least-squares fit of `reading` on the design (with intercept)."
+    x = np.column_stack([np.ones(len(design)), design.to_numpy(float)])
+    keep = x.std(0) > 0; keep[0] = True        # drop constant columns (e.g. one sex only)
+    if driver not in design.columns[keep[1:]] or len(x) <= keep.sum(): return math.nan
+    beta = np.linalg.lstsq(x[:, keep], np.asarray(reading, float), rcond=None)[0]
+    return float(beta[1 + list(design.columns[keep[1:]]).index(driver)])
+
+def boot_slopes(reading, design: pd.DataFrame, ids, driver: str,
+                n_boot: int = 200, seed: int = 0) -> np.ndarray:
+    "`effect_slope` on `n_boot` resamples of `ids` (patients, or images), each with all its rows."
+    reading, boots = np.asarray(reading, float), patient_resamples(ids, n_boot, seed)
+    return np.array([effect_slope(reading[b], design.iloc[b], driver) for b in boots])
+
+def fraction_of_effect(read_gen, design_gen, read_real, design_real, real_ids, driver: str,
+                       n_boot: int = 200, ci: float = 0.95, seed: int = 0) -> dict:
+    "Slope on generated ÷ slope on real images, with a bootstrap CI (real resampled by patient)."
+    sg = effect_slope(read_gen, design_gen, driver)
+    sr = effect_slope(read_real, design_real, driver)
+    boot = (boot_slopes(read_gen, design_gen, np.arange(len(design_gen)), driver, n_boot, seed)
+            / boot_slopes(read_real, design_real, real_ids, driver, n_boot, seed + 1))
+    lo, hi = percentile_ci(boot, ci)
+    return dict(n=len(design_gen), slope_generated=sg, slope_real=sr, fraction=sg / sr,
+                fraction_ci_low=lo, fraction_ci_high=hi)
+
+def plot_ruler(read_real, design_real, read_gen=None, design_gen=None,
+               target: str = "log_heart_scale"):
+    "The ruler's reading against the driving condition, real test vs generated images."
+    drv = RULER_FACTORS[target]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for r, d, name in [(read_real, design_real, "real test (measured)"),
+                       (read_gen, design_gen, "generated (requested)")]:
+        if r is None or not len(r): continue
+        ax.scatter(d[drv], r, s=8, alpha=0.5, label=f"{name}, slope {effect_slope(r, d, drv):.2f}")
+    ax.set_xlabel(f"log {'LVIDd' if drv == 'lvidd' else 'IVSd + LVPWd'}")
+    ax.set_ylabel(f"ruler: {target}")
+    ax.legend(fontsize=8); fig.tight_layout()
+    return fig
+
+# %% ../nbs/07_analysis.ipynb #c120ebc4
+def edit_fraction(meta: pd.DataFrame, # counterfactuals: cf_of, edit, edit_feature, echo, sex
+                  reading, # (N,) the ruler's reading of one target, row-aligned with `meta`
+                  driver: str, # "lvidd" or "wall"
+                  slope_real: float, # the real images' slope
+                  real_boot_slopes, # and its bootstrap slopes
+                  n_boot: int = 200, ci: float = 0.95, seed: int = 0) -> dict:
+    "Fraction of the true effect shown by edits: slope of reading on requested change ÷ real."
+    d = ruler_design(meta).assign(read=np.asarray(reading, float), cf_of=meta.cf_of.to_numpy(),
+                                  edit=meta.edit.to_numpy())
+    recon = d[d.edit == "none"].drop_duplicates("cf_of").set_index("cf_of")
+    feats = ("lvidd",) if driver == "lvidd" else ("ivsd", "lvpwd")
+    keep = meta.edit_feature.isin(feats).to_numpy() & (d.edit != "none") & d.cf_of.isin(recon.index)
+    ed = d[keep].reset_index(drop=True)
+    if not len(ed): return dict(n_edits=0)
+    x = ed[driver].to_numpy() - recon.loc[ed.cf_of, driver].to_numpy()
+    y = ed.read.to_numpy() - recon.loc[ed.cf_of, "read"].to_numpy()
+    boots = patient_resamples(ed.cf_of.to_numpy(), n_boot, seed)
+    ratios = [_origin_slope(x[b], y[b]) / s for b, s in zip(boots, real_boot_slopes)]
+    lo, hi = percentile_ci(ratios, ci)
+    return dict(n_edits=len(ed), n_sources=ed.cf_of.nunique(), slope_edit=_origin_slope(x, y),
+                slope_real=slope_real,
+                fraction=_origin_slope(x, y) / slope_real, fraction_ci_low=lo, fraction_ci_high=hi)
+
 # %% ../nbs/07_analysis.ipynb #028b106c
 def judge(diff, lo, hi, direction: int = 1) -> str:
     "Verdict on a claimed difference of sign `direction`, from its estimate and CI."
@@ -603,61 +896,213 @@ def judge(diff, lo, hi, direction: int = 1) -> str:
     if (direction > 0 and hi < 0) or (direction < 0 and lo > 0): return "contradicted"
     return "opposite direction, not significant"
 
+def judge_noninferior(lo, # lower CI bound of (new − reference)
+                      margin: float = 0.05) -> str:
+    "Non-inferiority verdict: the interval of the difference lies above −margin."
+    if lo is None or math.isnan(lo): return "not evaluable"
+    return f"{'non-inferior' if lo > -margin else 'non-inferiority not shown'} (margin {margin:g})"
+
+def holm(p_values) -> np.ndarray:
+    "Holm's step-down adjusted p-values (NaN entries are left out and stay NaN)."
+    p = np.asarray(p_values, dtype=float)
+    out, ok = np.full(len(p), np.nan), np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    out[order] = np.minimum(1, np.maximum.accumulate((len(ok) - np.arange(len(ok))) * p[order]))
+    return out
+
 # %% ../nbs/07_analysis.ipynb #38a9cb4f
 def _diff_row(t: pd.DataFrame, s: str, **where):
     q = t[(t.set == s) & (t.metric == "auroc")]
     for k, v in where.items(): q = q[q[k] == v]
     return q.iloc[0] if len(q) else None
 
+def judge_fid_order(q: pd.DataFrame, # one extractor's `image_quality_table`, indexed by comparison
+                   ) -> str:
+    "Verdict on FID train-vs-test < gen-vs-train < gen-vs-test from the FID intervals."
+    keys = ("train_vs_test", "gen_vs_train", "gen_vs_test")
+    if not all(k in q.index and not math.isnan(q.fid[k]) for k in keys): return "not evaluable"
+    a, b, c = (q.loc[k] for k in keys)
+    if a.fid_ci_high < b.fid_ci_low and b.fid_ci_high < c.fid_ci_low: return "supported"
+    return "same order, intervals overlap" if a.fid < b.fid < c.fid else "not supported"
+
+CLAIMS = [("base_genpos", 1, "Base+Gen(Pos) beats Base on composite AUROC", "0.80 vs 0.78", {}),
+          ("base_gen", 1, "Base+Gen beats Base on composite AUROC", "0.79 vs 0.78", {}),
+          ("gen", 0, "Gen alone performs comparably to Base on composite AUROC (non-inferiority)",
+           "0.75 vs 0.78", {}),
+          ("base_genpos", 1, "Base+Gen(Pos) beats Base in the under-60 group (composite AUROC)",
+           "0.86, +3.7%", {"age_group": "<60"})]
+
+# %% ../nbs/07_analysis.ipynb #2e8f0796
+def _claim_row(r, s: str, sign: int, claim: str, paper: str, pct: str, margin: float) -> dict:
+    "One AUROC claim: evidence in words and its verdict (sign 0 = non-inferiority)."
+    if r is None or "diff" not in r:
+        return dict(claim=claim, paper=paper, this_run="set or group not in this run",
+                    verdict="not evaluable")
+    if math.isnan(r["diff"]):
+        ev = f"undefined ({r.n_images} images, {r.n_positive} positive: a class is missing)"
+    else:
+        ev = (f"{TRAINING_SETS[s]} {r.estimate:.3f} vs Base {r.estimate - r['diff']:.3f}: "
+              f"{r['diff']:+.3f} AUROC, {pct} CI {r.diff_low:+.3f} to {r.diff_high:+.3f}, "
+              f"p={r.p_value:.3g} "
+              f"({r.n_images} images, {r.n_positive} positive)")
+    verdict = judge_noninferior(r.diff_low, margin) if sign == 0 else \
+              judge(r["diff"], r.diff_low, r.diff_high, sign)
+    return dict(claim=claim, paper=paper, this_run=ev, verdict=verdict,
+                p_value=r.p_value if sign else math.nan)
+
 def paper_claims(table2: pd.DataFrame, # `metrics_table` output
                  age: pd.DataFrame | None = None, # `subgroup_table(..., "age_group")` output
                  quality: pd.DataFrame | None = None, # `image_quality_table` output(s), concatenated
                  ci: float = 0.95,
+                 margin: float = 0.05, # non-inferiority margin of Gen vs Base (AUROC)
                 ) -> pd.DataFrame:
-    "The paper's claims, this run's evidence, and a verdict each."
+    "The paper's claims, this run's evidence, a verdict each; superiority p-values Holm-adjusted."
     rows, pct = [], f"{round(100 * ci)}%"
-    claims = [("base_genpos", 1, "Base+Gen(Pos) beats Base on composite AUROC", "0.80 vs 0.78", {}, table2),
-              ("base_gen", 1, "Base+Gen beats Base on composite AUROC", "0.79 vs 0.78", {}, table2),
-              ("gen", -1, "Gen alone is below Base on composite AUROC", "0.75 vs 0.78", {}, table2),
-              ("base_genpos", 1, "Base+Gen(Pos) beats Base in the under-60 group (composite AUROC)", "0.86, +3.7%", {"age_group": "<60"}, age)]
-    for s, sign, claim, paper, where, t in claims:
+    for s, sign, claim, paper, where in CLAIMS:
+        t = table2 if not where else age
         r = _diff_row(t[t.label == "composite"], s, **where) if t is not None and "label" in t else None
-        if r is None or "diff" not in r:
-            rows.append(dict(claim=claim, paper=paper, this_run="set or group not in this run", verdict="not evaluable")); continue
-        ev = (f"{TRAINING_SETS[s]} {r.estimate:.3f} vs Base {r.estimate - r['diff']:.3f}: {r['diff']:+.3f} AUROC, "
-              f"{pct} CI {r.diff_low:+.3f} to {r.diff_high:+.3f}, p={r.p_value:.3g} ({r.n_images} images, {r.n_positive} positive)") \
-             if not math.isnan(r["diff"]) else f"undefined ({r.n_images} images, {r.n_positive} positive: a class is missing)"
-        rows.append(dict(claim=claim, paper=paper, this_run=ev, verdict=judge(r["diff"], r.diff_low, r.diff_high, sign)))
+        rows.append(_claim_row(r, s, sign, claim, paper, pct, margin))
     for ext, q in ([] if quality is None or len(quality) == 0 else quality.groupby("extractor")):
-        f = q.set_index("comparison").fid
-        ok = all(k in f and not math.isnan(f[k]) for k in QUALITY_PAIRS)
-        rows.append(dict(claim=f"FID order train-vs-test < gen-vs-train < gen-vs-test ({ext})", paper="4.07 < 9.62 < 13.5",
-                         this_run=" < ".join(f"{f[k]:.2f}" for k in ("train_vs_test", "gen_vs_train", "gen_vs_test")) if ok else "incomplete",
-                         verdict=("supported" if f.train_vs_test < f.gen_vs_train < f.gen_vs_test else "not supported") if ok else "not evaluable"))
-    return pd.DataFrame(rows)
+        q = q.set_index("comparison")
+        ok = all(k in q.index for k in QUALITY_PAIRS)
+        order = ("train_vs_test", "gen_vs_train", "gen_vs_test")
+        fids = " < ".join(fmt_ci(q.fid[k], q.fid_ci_low[k], q.fid_ci_high[k], 2) for k in order) \
+               if ok else "incomplete"
+        rows.append(dict(claim=f"FID order train-vs-test < gen-vs-train < gen-vs-test ({ext})",
+                         paper="4.07 < 9.62 < 13.5", this_run=fids, verdict=judge_fid_order(q)))
+    out = pd.DataFrame(rows).reindex(columns=["claim", "paper", "this_run", "verdict", "p_value"])
+    out["p_holm"] = holm(out.p_value)
+    weak = (out.verdict == "supported") & (out.p_holm >= 1 - ci)
+    out.loc[weak, "verdict"] = "same direction, not significant after Holm adjustment"
+    return out
+
+# %% ../nbs/07_analysis.ipynb #e8f8a23a
+WEIGHTS_NAMES = {"vgg16_imagenet": "VGG16 of the perceptual loss (03_ddpm)",
+                 "densenet121_imagenet": "DenseNet-121 diagnostic backbone (06_diagnostic)",
+                 "inception_fid": "FID Inception-v3 (07_analysis)"}
+
+def weights_lines(weights: dict, # the `weights` entry of the run's manifest.json (`record_weights`)
+                 ) -> list:
+    "The first lines of results.md: which pretrained networks the run had, and which it lacked."
+    weights = weights or {}
+    bad = [WEIGHTS_NAMES[k] for k in WEIGHTS_NAMES if k in weights and not weights[k].get("found")]
+    head = (f"**Without pretrained weights in this run: {'; '.join(bad)}.**" if bad
+            else "All pretrained networks that ran had their published weights.")
+    say = lambda w: ("pretrained, " if w.get("found") else "NOT pretrained: ") + w.get("source", "")
+    rows = [f"- {name}: " + (say(weights[k]) if k in weights else "not recorded (stage not run)")
+            for k, name in WEIGHTS_NAMES.items()]
+    return [head, "", *rows, ""]
 
 # %% ../nbs/07_analysis.ipynb #12ab03f6
-def _extension_sentences(fidelity, dose) -> list:
+def _fisher_ci(r, n, ci: float = 0.95, k: int = 0) -> str:
+    "' (95% CI a to b)' for a correlation of `n` pairs (`k` covariates partialled out), or ''."
+    if not (n - k > 3 and abs(r) < 1): return ""
+    z, h = math.atanh(r), stats.norm.ppf((1 + ci) / 2) / math.sqrt(n - k - 3)
+    return f" ({round(100 * ci)}% CI {math.tanh(z - h):.2f} to {math.tanh(z + h):.2f})"
+
+def _fidelity_sentence(r, real: pd.DataFrame, ci: float) -> str:
+    "One measure of the generated cohort, read by the Base ensemble, in words."
+    s = (f"- Generated images, {r.target}: the Base ensemble's prediction correlates "
+         f"r = {r.pearson_r:.2f}"
+         f"{_fisher_ci(r.pearson_r, r.n, ci)} with the requested value (age/sex-adjusted partial "
+         f"r = {r.partial_r:.2f}{_fisher_ci(r.partial_r, r.n, ci, 2)}); calibration slope of the "
+         f"prediction on the request {fmt_ci(r.slope, r.slope_ci_low, r.slope_ci_high, 2)} "
+         f"(1 = cm for cm), mean error {r.mean_error:+.3f} cm (n = {r.n})")
+    if r.target in real.index:
+        q = real.loc[r.target]
+        s += (f"; for comparison, on real test images (measured echo values, which carry "
+              f"measurement noise) r = {q.pearson_r:.2f}, partial r = {q.partial_r:.2f}, "
+              f"slope {q.slope:.2f}")
+    return s + "."
+
+def _extension_sentences(fidelity, dose, ci: float = 0.95) -> list:
     "Conditioning fidelity and dose-response in words (checks the paper did not report)."
     out = []
     if fidelity is not None and len(fidelity) and "images" in fidelity:
         g = fidelity[fidelity.images.str.startswith("generated") & fidelity.target.isin(MEASURES)]
-        real = fidelity[fidelity.images.str.startswith("real")].set_index("target").pearson_r
-        def ci(r, n):  # Fisher z interval of a correlation
-            if not (n > 3 and abs(r) < 1): return ""
-            z, h = math.atanh(r), stats.norm.ppf(0.975) / math.sqrt(n - 3)
-            return f" (95% CI {math.tanh(z - h):.2f} to {math.tanh(z + h):.2f})"
-        out += [f"- Generated images, {r.target}: the Base ensemble's prediction correlates r = {r.pearson_r:.2f}{ci(r.pearson_r, r.n)} with the requested "
-                f"value, mean error {r.mean_error:+.3f} cm (n = {r.n})"
-                + (f"; on real test images the same ensemble reaches r = {real[r.target]:.2f} with the measured value, "
-                   f"the most this check can show." if r.target in real.index else ".") for r in g.itertuples()]
+        real = fidelity[fidelity.images.str.startswith("real")].set_index("target")
+        out += [_fidelity_sentence(r, real, ci) for r in g.itertuples()]
     if dose is not None and len(dose):
-        d = dose[dose.edit_feature == dose.outcome]
-        out += [f"- Counterfactual {r.edit_feature} edits: predicted change = {r.slope:.2f} × requested change (1 = the edit fully "
-                f"seen, 0 = not seen; n = {r.n})." for r in d.itertuples()]
+        out += [f"- Counterfactual {r.edit_feature} edits: predicted change = "
+                f"{fmt_ci(r.slope, r.slope_ci_low, r.slope_ci_high)} × requested change "
+                f"(1 = the edit fully seen, 0 = not seen; {r.n} edits of {r.n_sources} source "
+                f"images, scored with the source's own age and sex, CI by bootstrap over sources)."
+                for r in dose[dose.edit_feature == dose.outcome].itertuples()]
     return out
 
 # %% ../nbs/07_analysis.ipynb #106dc0fd
+def quality_display(quality: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    "The image-quality table for reading: each FID with its interval beside the null at the same n."
+    q = quality.reset_index(drop=True)
+    kid = lambda m, s: fmt_ci(m, digits=4) + (f" ± {s:.4f}" if not math.isnan(s) else "")
+    fid = [fmt_ci(*v, digits) for v in zip(q.fid, q.fid_ci_low, q.fid_ci_high)]
+    return pd.DataFrame({"extractor": q.extractor, "comparison": q.comparison,
+                         "n per set": q.n_first, "PCA k": q.pca_k, "FID (CI)": fid,
+                         "null FID": [f"{v:.{digits}f}" for v in q.fid_null],
+                         "KID": [kid(m, s) for m, s in zip(q.kid_mean, q.kid_std)],
+                         **{c: q[c] for c in ("precision", "recall", "density", "coverage")},
+                         "PRDC k": q.prdc_k,
+                         "paper FID": [f"{v:g}" if not math.isnan(v) else "" for v in q.paper_fid]})
+
+def _comparisons_line(claims: pd.DataFrame, tables: list, ci: float) -> str:
+    "How many comparisons results.md makes, and how they are adjusted."
+    n_holm = int(claims.p_holm.notna().sum()) if "p_holm" in claims else 0
+    n_desc = sum(int(t.p_value.notna().sum()) for t in tables
+                 if t is not None and len(t) and "p_value" in t)
+    return (f"Comparisons: {len(claims)} claims are judged below. The {n_holm} that claim a "
+            f"difference and carry a p-value are Holm-adjusted together (supported only if the "
+            f"interval excludes 0 and the adjusted p < {1 - ci:.2g}); the non-inferiority and "
+            f"FID-order verdicts are read from the {round(100 * ci)}% intervals. The {n_desc} "
+            f"paired differences vs Base in the tables below are descriptive: their p-values are "
+            f"unadjusted.")
+
+# %% ../nbs/07_analysis.ipynb #e53b88db
+def _claims_lines(claims: pd.DataFrame) -> list:
+    p = lambda c: getattr(c, "p_holm", math.nan)
+    adj = lambda c: "" if math.isnan(p(c)) else f", Holm-adjusted p={p(c):.3g}"
+    return [f"- **{c.claim}** (paper: {c.paper}). This run: {c.this_run}{adj(c)}. "
+            f"Verdict: **{c.verdict}**." for c in claims.itertuples()]
+
+def _power_lines(detectable: pd.DataFrame | None, power: float, ci: float) -> list:
+    if detectable is None or not len(detectable): return []
+    mult = detectable.multiplier.iloc[0]
+    return ["## Power: the smallest detectable composite AUROC difference", "",
+            f"Smallest true difference from Base each comparison detects with "
+            f"{round(100 * power)}% power in a two-sided test at α = {1 - ci:.2g}: "
+            f"(z_(1-α/2) + z_power) × SE = {mult:.2f} × SE, SE = the bootstrap SD of the paired "
+            "difference.", "",
+            markdown_table(detectable.drop(columns="multiplier")), ""]
+
+def _external_lines(external: pd.DataFrame | None) -> list:
+    head = ["## Fig. 4: internal validation cohort", ""]
+    if external is None or not len(external):
+        return head + ["Not computed: this run has no internal validation cohort "
+                       "(`06_diagnostic/predictions_external.csv` absent).", ""]
+    c, p = external[external.label == "composite"].iloc[0], external[external.paper != ""]
+    beside = pd.DataFrame({"label": p.label, "metric": p.metric.map(METRIC_NAMES),
+                           "set": p.set.map(TRAINING_SETS), "paper": p.paper,
+                           "this run": [fmt_ci(*v) for v in zip(p.estimate, p.ci_low, p.ci_high)]})
+    return head + [f"{c.n_images} images of {c.n_patients} patients, {c.n_positive} with the "
+                   "composite label; never used for training or model selection. Paired "
+                   "differences vs Base on the same patient resamples.", "",
+                   markdown_table(beside), "", markdown_table(display_table(external)), ""]
+
+def _ruler_lines(accuracy: pd.DataFrame | None, fractions: pd.DataFrame | None,
+                 ci: float = 0.95) -> list:
+    "The phantom ruler: its accuracy on the test split and the fractions of the true effect."
+    if accuracy is None or not len(accuracy): return []
+    acc = "; ".join(f"{r.target} r = {r.r:.2f}" for r in accuracy.itertuples())
+    out = ["## Conditioning measured by the phantom ruler", "",
+           f"The ruler (a 4-conv CNN trained on {accuracy.n_train.iloc[0]} phantom training "
+           f"images to read the hidden rendering factors) agrees with the true factors on "
+           f"{accuracy.n_test.iloc[0]} test images: {acc}.", ""]
+    for r in ([] if fractions is None else fractions.itertuples()):
+        out.append(f"- {r.images}, {r.driver} ({r.target}): "
+                   f"{fmt_ci(r.fraction, r.fraction_ci_low, r.fraction_ci_high, 2)} of the true "
+                   f"effect reproduced (1 = all; {round(100 * ci)}% bootstrap CI; {r.note}).")
+    return out + [""]
+
+# %% ../nbs/07_analysis.ipynb #c883d08d
 def results_markdown(run_name: str,
                      table2: pd.DataFrame, # `metrics_table`
                      claims: pd.DataFrame, # `paper_claims`
@@ -666,28 +1111,41 @@ def results_markdown(run_name: str,
                      fidelity: pd.DataFrame | None = None, dose: pd.DataFrame | None = None,
                      notes: list = (), # things missing or skipped, in words
                      n_boot: int = 1000, ci: float = 0.95,
+                     weights: dict | None = None, # manifest.json's `weights` (None: not known)
+                     external: pd.DataFrame | None = None, # `external_table` (Fig. 4)
+                     detectable: pd.DataFrame | None = None, # `detectable_difference`
+                     power: float = 0.8,
+                     ruler: tuple | None = None, # (accuracy, fractions) of the phantom ruler
                     ) -> str:
     "The run's results summary as markdown."
     pct, t2 = f"{round(100 * ci)}%", table2
     comp = t2[(t2.label == "composite") & (t2.metric == "auroc")].set_index("set")
     md = [f"# Results of run `{run_name}`", "",
+          *(weights_lines(weights) if weights is not None else []),
           f"Test set: {comp.n_images.iloc[0]} images of {comp.n_patients.iloc[0]} patients, {comp.n_positive.iloc[0]} with the composite label. "
           f"Intervals: {pct} percentile bootstrap over patients ({n_boot} resamples); differences are paired (same resamples) against Base.", "",
+          _comparisons_line(claims, [t2, age, sex, external], ci), "",
           "## Composite AUROC beside the paper", "",
           markdown_table(pd.DataFrame([dict(set=TRAINING_SETS[s], paper=f"{PAPER_COMPOSITE_AUROC[s]:.2f}",
                                             this_run=fmt_ci(r.estimate, r.ci_low, r.ci_high),
                                             vs_base=fmt_diff(r.get("diff", math.nan), r.get("diff_low", math.nan), r.get("diff_high", math.nan), r.get("p_value", math.nan)))
                                        for s, r in comp.iterrows()])), "",
-          "## The paper's claims", ""]
-    md += [f"- **{c.claim}** (paper: {c.paper}). This run: {c.this_run}. Verdict: **{c.verdict}**." for c in claims.itertuples()]
-    md += _extension_sentences(fidelity, dose)
-    md += ["", "## Table 2: every metric, label and training set", "", markdown_table(display_table(t2)), ""]
+          "## The paper's claims", "", *_claims_lines(claims),
+          *_extension_sentences(fidelity, dose, ci), ""]
+    md += _ruler_lines(*(ruler or (None, None)), ci)
+    md += _power_lines(detectable, power, ci) + _external_lines(external)
+    md += ["## Table 2: every metric, label and training set", "",
+           markdown_table(display_table(t2)), ""]
     for title, t, by in [("Table 4 / Fig. 5: composite by age group", age, "age_group"), ("Fig. 8: composite by sex", sex, "sex")]:
         if t is not None:
             md += [f"## {title}", "", markdown_table(display_table(t, rows=(by, "metric"))), ""]
             md += [f"- {by} {g}: {n}" for g, n in t.drop_duplicates(by)[[by, "note"]].itertuples(index=False) if n]
             md += [""]
-    for title, t in [("Fig. 7: calibration (ECE, equal-width bins)", calibration), ("Image quality", quality),
+    if quality is not None and len(quality):
+        md += ["## Image quality (equal n, real-train PCA space; null = two disjoint real-train "
+               "samples at the same n)", "",
+               markdown_table(quality_display(quality)), ""]
+    for title, t in [("Fig. 7: calibration (ECE, equal-width bins)", calibration),
                      ("Conditioning fidelity of the Gen cohort (Base ensemble's predictions vs requested conditions)", fidelity),
                      ("Counterfactual dose-response (predicted vs requested change, vs the reconstruction)", dose)]:
         if t is not None and len(t): md += [f"## {title}", "", markdown_table(t), ""]

@@ -82,6 +82,7 @@ DRY_RUN = dict(  # counts only; architecture, image size, loss and precision sta
     memorization_size=4, memorization_pca=2,                                     # 05
     n_runs=2, diag_epochs=1, diag_batch_size=4, max_steps_per_epoch=1,           # 06
     n_boot=20, quality_max_images=16, score_max_images=8, score_batch_size=8,   # 07
+    ruler_epochs=2, ruler_max_train=16,
 )
 
 def dry_run_params(params: dict) -> dict:
