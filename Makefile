@@ -11,7 +11,7 @@ RUN ?=
 # `pip install -e .` resolves torch normally (see README, "Installing" for GPU wheels).
 TORCH_PINS ?= $(shell grep -qs '^torch<=2.14.1' /etc/xdg/pip/constraints.txt && echo 'torch==2.14.1 torchvision==0.29.1')
 
-.PHONY: install demo test lab clean export bench readme
+.PHONY: install demo test lab clean export bench readme docs
 
 install: $(STAMP)
 
@@ -43,7 +43,14 @@ export: $(STAMP)
 readme: $(STAMP)
 	$(VENV)/bin/jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN
 
+# The documentation site, offline: every notebook executed at smoke scale (as nbdev_test runs it,
+# outputs kept) into _docs/<notebook>.html, plus _docs/index.html (the README and the smoke run's key
+# figures). The run writes to its own outputs folder, _docs_run/, never to outputs/.
+docs: $(STAMP)
+	rm -rf _docs_run
+	MPLBACKEND=Agg $(PY) -c "from cxr_nbdev.pipeline import build_docs; print(build_docs())"
+
 clean:
 	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
-	rm -rf _docs _proc .pytest_cache
+	rm -rf _docs _docs_run _proc .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -4,76 +4,90 @@
 
 # %% ../nbs/07_analysis.ipynb #17998d52
 from __future__ import annotations
-import math, warnings
+import contextlib, importlib.util, io, math, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
 from scipy import stats
 from tqdm.auto import tqdm
-from torchmetrics.functional.classification import (binary_auroc, binary_average_precision, binary_roc,
-                                                    binary_precision_recall_curve, binary_calibration_error)
+from sklearn.calibration import calibration_curve
+from sklearn.decomposition import PCA
+from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torchmetrics.functional.classification import (binary_auroc, binary_average_precision,
+    binary_roc, binary_precision_recall_curve, binary_calibration_error)
+from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+from prdc import compute_prdc
 from .core import *
-from .preprocessing import derive_labels
+from .diagnostic import SETS
 
 # %% auto #0
-__all__ = ['TRAINING_SETS', 'LABELS', 'LABEL_NAMES', 'MEASURES', 'METRICS', 'METRIC_NAMES', 'HIGHER_IS_BETTER', 'AGE_GROUPS',
-           'PAPER_COMPOSITE_AUROC', 'PAPER_UNDER60', 'PAPER_FID', 'PAPER_EXTERNAL', 'PREDICTION_COLUMNS',
-           'QUALITY_PAIRS', 'RULER_FACTORS', 'CLAIMS', 'WEIGHTS_NAMES', 'training_sets', 'read_predictions',
-           'simulate_scores', 'simulate_predictions', 'precision_specificity_at_recall', 'binary_metrics',
-           'patient_resamples', 'bootstrap_metrics', 'percentile_ci', 'bootstrap_p_value', 'evaluate', 'ci_coverage',
-           'metrics_table', 'fmt_ci', 'fmt_diff', 'markdown_table', 'display_table', 'detectable_difference',
-           'age_group', 'subgroup_table', 'plot_subgroups', 'read_external', 'external_table', 'plot_external',
-           'plot_roc_pr', 'expected_calibration_error', 'calibration_table', 'plot_calibration', 'CXRFeatures',
-           'FeatureInput', 'frechet_distance', 'kernel_distance', 'prdc_metrics', 'quality_space', 'fid_from_features',
-           'fid_bootstrap_ci', 'fid_null', 'prdc_k', 'quality_n', 'image_quality_table', 'inception_ready',
-           'inception_features', 'inception_score', 'partial_r', 'conditioning_fidelity', 'plot_fidelity',
-           'source_demographics', 'counterfactual_effects', 'dose_response', 'plot_dose_response', 'read_factors',
-           'ruler_net', 'train_ruler', 'ruler_read', 'ruler_design', 'effect_slope', 'boot_slopes',
-           'fraction_of_effect', 'plot_ruler', 'edit_fraction', 'judge', 'judge_noninferior', 'holm', 'judge_fid_order',
-           'paper_claims', 'weights_lines', 'quality_display', 'results_markdown', 'save_figure', 'subsample',
-           'run_auroc_table']
+__all__ = ['TRAINING_SETS', 'TASKS', 'LABEL_NAMES', 'METRICS', 'METRIC_NAMES', 'HIGHER_IS_BETTER', 'AGE_GROUPS',
+           'PREDICTION_COLUMNS', 'RANK_METRICS', 'PROPER_SCORES', 'QUALITY_PAIRS', 'RULER_FACTORS', 'FID_ORDER',
+           'CLAIMS', 'WEIGHTS_NAMES', 'training_sets', 'read_predictions', 'simulate_scores', 'simulate_predictions',
+           'precision_specificity_at_recall', 'binary_metrics', 'patient_resamples', 'bootstrap_metrics',
+           'percentile_ci', 'bootstrap_p_value', 'evaluate', 'ci_coverage', 'metrics_table', 'fmt_ci', 'fmt_diff',
+           'markdown_table', 'display_table', 'detectable_difference', 'age_group', 'subgroup_table', 'plot_subgroups',
+           'read_external', 'external_table', 'plot_external', 'plot_roc_pr', 'expected_calibration_error',
+           'calibration_table', 'plot_calibration', 'CXRFeatures', 'FeatureInput', 'fid_from_features',
+           'kernel_distance', 'prdc_metrics', 'quality_space', 'fid_bootstrap_ci', 'fid_null', 'prdc_k', 'quality_n',
+           'image_quality_table', 'inception_ready', 'inception_features', 'inception_score', 'partial_r',
+           'conditioning_fidelity', 'plot_fidelity', 'source_demographics', 'counterfactual_effects', 'dose_response',
+           'plot_dose_response', 'read_factors', 'ruler_net', 'train_ruler', 'ruler_read', 'ruler_design',
+           'effect_slope', 'boot_slopes', 'fraction_of_effect', 'plot_ruler', 'edit_fraction', 'judge',
+           'judge_noninferior', 'holm', 'judge_fid_order', 'paper_claims', 'weights_lines', 'quality_display',
+           'results_markdown', 'save_figure', 'subsample', 'run_auroc_table']
 
-# %% ../nbs/07_analysis.ipynb #bf8579e4
-TRAINING_SETS = {"base": "Base", "gen": "Gen", "base_gen": "Base+Gen", "base_genpos": "Base+Gen(Pos)"}
-LABELS = {"slvh": "slvh", "dlv": "dlv", "composite": "composite_slvh_dlv"}  # prediction suffix -> label column
+# %% ../nbs/07_analysis.ipynb #ab21c9e0
+TRAINING_SETS = dict(zip(SETS, ("Base", "Gen", "Base+Gen", "Base+Gen(Pos)")))
+TASKS = dict(zip(("slvh", "dlv", "composite"), LABELS))  # prediction suffix -> label column
 LABEL_NAMES = {"slvh": "SLVH", "dlv": "DLV", "composite": "Composite (SLVH or DLV)"}
-MEASURES = ("ivsd", "lvpwd", "lvidd")
+
+# %% ../nbs/07_analysis.ipynb #64d9c42d
 METRICS = ("auroc", "auprc", "brier", "log_loss", "precision_at_recall", "specificity_at_recall")
 METRIC_NAMES = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier score", "log_loss": "Log loss",
-                "precision_at_recall": "Precision at 50% recall", "specificity_at_recall": "Specificity at 50% recall"}
+                "precision_at_recall": "Precision at 50% recall",
+                "specificity_at_recall": "Specificity at 50% recall"}
 HIGHER_IS_BETTER = {"auroc": True, "auprc": True, "brier": False, "log_loss": False,
                     "precision_at_recall": True, "specificity_at_recall": True}
 AGE_GROUPS = ("<60", "60-69", "70-79", "80-90")
-PAPER_COMPOSITE_AUROC = {"base": 0.78, "gen": 0.75, "base_gen": 0.79, "base_genpos": 0.80}
-PAPER_UNDER60 = {"base_genpos": 0.86, "gain_over_base": "+3.7%"}
-PAPER_FID = {"gen_vs_train": 9.62, "gen_vs_test": 13.5, "train_vs_test": 4.07}
-# Fig. 4, internal validation cohort (UPHS): (label, metric, set) -> the published value
-PAPER_EXTERNAL = {("composite", "auroc", "base"): "0.84 (0.80-0.89)",
-                  ("composite", "auroc", "base_genpos"): "0.84 (0.80-0.89)",
-                  ("composite", "auprc", "base"): "0.87"}
 
 # %% ../nbs/07_analysis.ipynb #c9f17aa6
-PREDICTION_COLUMNS = ("patient_id", "age", "sex", *LABELS.values())
+PREDICTION_COLUMNS = ("patient_id", "age", "sex", *TASKS.values())
 
 def training_sets(pred: pd.DataFrame) -> list:
     "The training sets whose probabilities `pred` holds, in the paper's order."
-    return [s for s in TRAINING_SETS if all(f"{s}_p_{l}" in pred.columns for l in LABELS)]
+    return [s for s in TRAINING_SETS if all(f"{s}_p_{l}" in pred.columns for l in TASKS)]
 
+# %% ../nbs/07_analysis.ipynb #4360a5f9
+def _check_probabilities(pred: pd.DataFrame, path: Path):
+    "Raise naming the column and row of the first probability that is missing or outside [0, 1]."
+    for c in [f"{s}_p_{l}" for s in training_sets(pred) for l in TASKS]:
+        bad = pred[c].isna() | (pred[c] < 0) | (pred[c] > 1)
+        if bad.any():
+            row, v = int(np.flatnonzero(bad)[0]), pred[c][bad].iloc[0]
+            raise ValueError(f"{path}: column {c} row {row} is {v!r}, not a probability")
+
+# %% ../nbs/07_analysis.ipynb #c3aff566
 def read_predictions(path: str | Path, # `<run>/06_diagnostic/predictions.csv`
                     ) -> pd.DataFrame:
     "Read and check 06_diagnostic's predictions table."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no predictions (did 06_diagnostic finish?)")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no predictions (did 06_diagnostic finish?)")
     pred = pd.read_csv(path, dtype={"patient_id": str})
-    missing = [c for c in PREDICTION_COLUMNS if c not in pred.columns]
-    if missing: raise ValueError(f"{path}: missing columns {missing}")
-    if not training_sets(pred): raise ValueError(f"{path}: no column set like 'base_p_slvh', 'base_p_dlv', 'base_p_composite'")
-    for c in [f"{s}_p_{l}" for s in training_sets(pred) for l in LABELS]:
-        bad = pred[c].isna() | (pred[c] < 0) | (pred[c] > 1)
-        if bad.any(): raise ValueError(f"{path}: column {c} row {int(np.flatnonzero(bad)[0])} is {pred[c][bad].iloc[0]!r}, not a probability")
+    if missing := [c for c in PREDICTION_COLUMNS if c not in pred.columns]:
+        raise ValueError(f"{path}: missing columns {missing}")
+    if not training_sets(pred):
+        raise ValueError(f"{path}: no column set like "
+                         "'base_p_slvh', 'base_p_dlv', 'base_p_composite'")
+    _check_probabilities(pred, path)
     return pred
 
-# %% ../nbs/07_analysis.ipynb #02b3f176
+# %% ../nbs/07_analysis.ipynb #5b1f25d4
 def simulate_scores(n_patients: int = 100, # patients; each has 1 to 3 images
                     auroc: float = 0.8, # the true AUROC of the scores
                     prevalence: float = 0.2, # share of positive patients
@@ -88,45 +102,64 @@ def simulate_scores(n_patients: int = 100, # patients; each has 1 to 3 images
     d = math.sqrt(2) * stats.norm.ppf(auroc)
     score = d * y + u + rng.normal(0, math.sqrt(1 - icc), len(y))
     p = 1 / (1 + np.exp(-(score - d / 2 + math.log(prevalence / (1 - prevalence)))))
-    return pd.DataFrame({"patient_id": np.repeat([f"P{i:05d}" for i in range(n_patients)], n_img), "y": y, "p": p})
+    ids = np.repeat([f"P{i:05d}" for i in range(n_patients)], n_img)
+    return pd.DataFrame({"patient_id": ids, "y": y, "p": p})
 
-# %% ../nbs/07_analysis.ipynb #bc0e8f9c
+# %% ../nbs/07_analysis.ipynb #475e057c
+def _simulate_patients(rng, n_patients: int) -> tuple:
+    "`(images, images per patient)`: 1 to 3 labelled images per patient, the paper's cohort."
+    n_img = rng.integers(1, 4, n_patients)
+    rep = lambda a: np.repeat(a, n_img)
+    mean, sd = PAPER_TRAIN_STATS["mean"], PAPER_TRAIN_STATS["std"]
+    women = round(float(PAPER_TABLE1["Base (paper)"]["women, %"]) / 100, 3)
+    age = rep(rng.normal(mean["age"], sd["age"], n_patients)) + rng.uniform(0, 2, n_img.sum())
+    sex = rep(rng.choice(["M", "F"], n_patients, p=[round(1 - women, 3), women]))
+    df = pd.DataFrame({"patient_id": rep([f"P{i:05d}" for i in range(n_patients)]),
+                       "age": np.clip(age, 18, 90).round(1), "sex": sex})
+    df["cxr_filename"] = [f"{p}_{i}.dcm" for i, p in enumerate(df.patient_id)]
+    for m in ("ivsd", "lvpwd", "lvidd"):
+        df[m] = rep(rng.normal(mean[m], sd[m], n_patients)).round(2)
+    return derive_labels(df), n_img
+
+# %% ../nbs/07_analysis.ipynb #c651c114
+def _simulated_probabilities(y, # labels
+                             u, # the patient effect per image
+                             d: float, icc: float, n_runs: int, rng) -> list:
+    "`[ensemble, run 0, run 1, ...]` probabilities of labels `y`, binormal with separation `d`."
+    score = d * y + u + rng.normal(0, math.sqrt(1 - icc), len(y))
+    prev = max(y.mean(), 0.02)
+    logit = score - d / 2 + math.log(prev / (1 - prev))
+    runs = [1 / (1 + np.exp(-(logit + rng.normal(0, 0.3, len(y))))) for _ in range(n_runs)]
+    return [1 / (1 + np.exp(-logit)), *runs]
+
+# %% ../nbs/07_analysis.ipynb #44b1e0c6
 def simulate_predictions(n_patients: int = 150, # patients; each has 1 to 3 images
-                         auroc: dict | None = None, # true AUROC per training set; default the paper's composite AUROCs
+                         auroc: dict | None = None, # true AUROC per set; default: the paper's
                          icc: float = 0.5, # share of score variance shared by a patient's images
                          n_runs: int = 2, # per-run probability columns per set
                          seed: int = 0,
                         ) -> pd.DataFrame:
     "A table in the format of 06_diagnostic's `predictions.csv`, with known true AUROCs."
     rng, auroc = np.random.default_rng(seed), auroc or PAPER_COMPOSITE_AUROC
-    n_img = rng.integers(1, 4, n_patients)
-    rep = lambda a: np.repeat(a, n_img)
-    df = pd.DataFrame({"patient_id": rep([f"P{i:05d}" for i in range(n_patients)]),
-                       "age": np.clip(rep(rng.normal(62.3, 16, n_patients)) + rng.uniform(0, 2, n_img.sum()), 18, 90).round(1),
-                       "sex": rep(rng.choice(["M", "F"], n_patients, p=[0.434, 0.566]))})
-    df["cxr_filename"] = [f"{p}_{i}.dcm" for i, p in enumerate(df.patient_id)]
-    for m, (mu, sd) in dict(ivsd=(1.12, 0.27), lvpwd=(1.07, 0.23), lvidd=(4.60, 0.67)).items():
-        df[m] = rep(rng.normal(mu, sd, n_patients)).round(2)
-    df = derive_labels(df)
+    df, n_img = _simulate_patients(rng, n_patients)
     for s, a in auroc.items():
-        d, u = math.sqrt(2) * stats.norm.ppf(a), rep(rng.normal(0, math.sqrt(icc), n_patients))
-        for l, col in LABELS.items():
-            score = d * df[col] + u + rng.normal(0, math.sqrt(1 - icc), len(df))
-            logit = score - d / 2 + math.log(max(df[col].mean(), 0.02) / (1 - max(df[col].mean(), 0.02)))
-            df[f"{s}_p_{l}"] = 1 / (1 + np.exp(-logit))
-            for k in range(n_runs): df[f"{s}_run{k}_p_{l}"] = 1 / (1 + np.exp(-(logit + rng.normal(0, 0.3, len(df)))))
+        d = math.sqrt(2) * stats.norm.ppf(a)
+        u = np.repeat(rng.normal(0, math.sqrt(icc), n_patients), n_img)
+        for l, col in TASKS.items():
+            df[f"{s}_p_{l}"], *runs = _simulated_probabilities(df[col], u, d, icc, n_runs, rng)
+            for k, r in enumerate(runs): df[f"{s}_run{k}_p_{l}"] = r
         for m in MEASURES:
             df[f"{s}_mu_{m}"], df[f"{s}_sigma_{m}"] = df[m] + rng.normal(0, 0.15, len(df)), 0.15
     return df
 
-# %% ../nbs/07_analysis.ipynb #4cc5e7ea
-def _t(x, dtype=torch.float64): return torch.as_tensor(np.asarray(x), dtype=dtype)
+# %% ../nbs/07_analysis.ipynb #a9602c93
+def _t(x, dtype=torch.float64): return torch.as_tensor(np.array(x), dtype=dtype)  # a writable copy
 
 def precision_specificity_at_recall(y, # 0/1 labels
                                     p, # predicted probabilities
                                     recall: float = 0.5, # the recall of the operating point
                                    ) -> tuple:
-    "`(precision, specificity, threshold)` at the highest threshold whose recall is at least `recall`."
+    "`(precision, specificity, threshold)` at the highest threshold whose recall is >= `recall`."
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
     if y.min(initial=1) == y.max(initial=0): return (math.nan, math.nan, math.nan)
     fpr, tpr, thr = binary_roc(_t(p), _t(y, torch.long), validate_args=False)
@@ -135,7 +168,16 @@ def precision_specificity_at_recall(y, # 0/1 labels
     j = int(torch.searchsorted(thr_pr, thr[i]))
     return float(prec[j]), float(1 - fpr[i]), float(thr[i])
 
-# %% ../nbs/07_analysis.ipynb #69927a43
+# %% ../nbs/07_analysis.ipynb #20b6d3e4
+def _auroc(y, p) -> float: return float(binary_auroc(_t(p), _t(y, torch.long), validate_args=False))
+def _auprc(y, p) -> float:
+    return float(binary_average_precision(_t(p), _t(y, torch.long), validate_args=False))
+def _brier(y, p) -> float: return float(torch.mean((_t(p) - _t(y)) ** 2))
+def _log_loss(y, p) -> float: return float(torch.nn.functional.binary_cross_entropy(_t(p), _t(y)))
+RANK_METRICS = {"auroc": _auroc, "auprc": _auprc}         # need both classes
+PROPER_SCORES = {"brier": _brier, "log_loss": _log_loss}  # defined for any labels
+
+# %% ../nbs/07_analysis.ipynb #8f0b8c77
 def binary_metrics(y, # 0/1 labels
                    p, # predicted probabilities of the positive class
                    metrics: tuple = METRICS, # which of METRICS to compute
@@ -144,37 +186,37 @@ def binary_metrics(y, # 0/1 labels
     "AUROC, AUPRC, Brier score, log loss, and precision and specificity at `recall`."
     y, p = np.asarray(y).astype(int), np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
     both = len(y) > 0 and 0 < y.sum() < len(y)
-    out = {}
-    if "auroc" in metrics: out["auroc"] = float(binary_auroc(_t(p), _t(y, torch.long), validate_args=False)) if both else math.nan
-    if "auprc" in metrics: out["auprc"] = float(binary_average_precision(_t(p), _t(y, torch.long), validate_args=False)) if both else math.nan
-    if "brier" in metrics: out["brier"] = float(torch.mean((_t(p) - _t(y)) ** 2)) if len(y) else math.nan
-    if "log_loss" in metrics:
-        out["log_loss"] = float(torch.nn.functional.binary_cross_entropy(_t(p), _t(y))) if len(y) else math.nan
-    if {"precision_at_recall", "specificity_at_recall"} & set(metrics):
-        prec, spec, _ = precision_specificity_at_recall(y, p, recall) if both else (math.nan, math.nan, math.nan)
-        out.update({k: v for k, v in dict(precision_at_recall=prec, specificity_at_recall=spec).items() if k in metrics})
+    out = {m: f(y, p) if both else math.nan for m, f in RANK_METRICS.items() if m in metrics}
+    out |= {m: f(y, p) if len(y) else math.nan for m, f in PROPER_SCORES.items() if m in metrics}
+    at = ("precision_at_recall", "specificity_at_recall")
+    if set(at) & set(metrics):
+        ps = precision_specificity_at_recall(y, p, recall)[:2] if both else (math.nan, math.nan)
+        out |= {m: v for m, v in zip(at, ps) if m in metrics}
     return out
 
-# %% ../nbs/07_analysis.ipynb #3e11447e
+# %% ../nbs/07_analysis.ipynb #36903f62
+def _patient_blocks(patient_ids) -> tuple:
+    "`(order, counts, starts)`: image indices sorted by patient, each patient's count and start."
+    codes, uniq = pd.factorize(pd.Series(np.asarray(patient_ids)))
+    counts = np.bincount(codes, minlength=len(uniq))
+    return np.argsort(codes, kind="stable"), counts, np.cumsum(counts) - counts
+
+# %% ../nbs/07_analysis.ipynb #1f7cb0ec
 def patient_resamples(patient_ids, # one patient id per image
                       n_boot: int = 1000, # number of resamples
                       seed: int = 0,
                      ) -> list:
-    "Image indices of `n_boot` resamples that draw patients with replacement, each with all its images."
-    codes, uniq = pd.factorize(pd.Series(np.asarray(patient_ids)))
-    n_pat = len(uniq)
-    order = np.argsort(codes, kind="stable")
-    counts = np.bincount(codes, minlength=n_pat)
-    starts = np.cumsum(counts) - counts
+    "Image indices of `n_boot` resamples drawing patients with replacement, with all their images."
+    order, counts, starts = _patient_blocks(patient_ids)
     rng, out = np.random.default_rng(seed), []
     for _ in range(n_boot):
-        pats = rng.integers(0, n_pat, n_pat)
+        pats = rng.integers(0, len(counts), len(counts))
         c = counts[pats]
         offsets = np.repeat(starts[pats] - (np.cumsum(c) - c), c) + np.arange(c.sum())
         out.append(order[offsets])
     return out
 
-# %% ../nbs/07_analysis.ipynb #50772522
+# %% ../nbs/07_analysis.ipynb #ea1dab88
 def bootstrap_metrics(y, # 0/1 labels, one per image
                       probs: dict, # {set: probabilities}, each aligned with y
                       resamples: list, # image indices per resample (`patient_resamples`)
@@ -184,31 +226,51 @@ def bootstrap_metrics(y, # 0/1 labels, one per image
                      ) -> pd.DataFrame:
     "Long table: one row per resample and set, one column per metric."
     y, probs = np.asarray(y), {s: np.asarray(p) for s, p in probs.items()}
-    rows = [{"boot": b, "set": s, **binary_metrics(y[idx], p[idx], metrics, recall)}
-            for b, idx in enumerate(tqdm(resamples, desc="bootstrap", disable=not progress)) for s, p in probs.items()]
-    return pd.DataFrame(rows)
+    boots = enumerate(tqdm(resamples, desc="bootstrap", disable=not progress))
+    return pd.DataFrame([{"boot": b, "set": s, **binary_metrics(y[idx], p[idx], metrics, recall)}
+                         for b, idx in boots for s, p in probs.items()])
 
+# %% ../nbs/07_analysis.ipynb #2f51e452
 def percentile_ci(values, # bootstrap values (NaN = undefined in that resample)
                   ci: float = 0.95,
                   min_valid: float = 0.5, # below this share of defined values the interval is NaN
                  ) -> tuple:
     "Percentile bootstrap interval `(low, high)`, ignoring resamples where the value is undefined."
-    v = np.asarray(values, dtype=float); v = v[~np.isnan(v)]
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
     if len(v) == 0 or len(v) < min_valid * len(np.asarray(values)): return (math.nan, math.nan)
     return tuple(float(q) for q in np.quantile(v, [(1 - ci) / 2, (1 + ci) / 2]))
 
+# %% ../nbs/07_analysis.ipynb #09064b1d
 def bootstrap_p_value(diffs) -> float:
     "Two-sided bootstrap p-value of 'the difference is zero'."
-    d = np.asarray(diffs, dtype=float); d = d[~np.isnan(d)]
+    d = np.asarray(diffs, dtype=float)
+    d = d[~np.isnan(d)]
     if len(d) == 0: return math.nan
-    return float(min(1.0, 2 * min((1 + (d <= 0).sum()) / (1 + len(d)), (1 + (d >= 0).sum()) / (1 + len(d)))))
+    below, above = (1 + (d <= 0).sum()) / (1 + len(d)), (1 + (d >= 0).sum()) / (1 + len(d))
+    return float(min(1.0, 2 * min(below, above)))
 
-# %% ../nbs/07_analysis.ipynb #dcb97976
+# %% ../nbs/07_analysis.ipynb #d4c43af1
 def _sd(v) -> float:
     "SD of the defined values of `v` (NaN if fewer than two)."
-    v = np.asarray(v, dtype=float); v = v[~np.isnan(v)]
+    v = np.asarray(v, dtype=float)
+    v = v[~np.isnan(v)]
     return float(v.std(ddof=1)) if len(v) > 1 else math.nan
 
+# %% ../nbs/07_analysis.ipynb #02405549
+def _set_metric_row(point: dict, wide: dict, s: str, m: str, ci: float, reference: str) -> dict:
+    "Estimate and CI of set `s` on metric `m`, and its paired difference from `reference`."
+    lo, hi = percentile_ci(wide[m][s], ci)
+    r = dict(set=s, metric=m, estimate=point[s][m], ci_low=lo, ci_high=hi,
+             n_valid=int(wide[m][s].notna().sum()))
+    if reference in point and s != reference:
+        d = wide[m][s] - wide[m][reference]
+        r.update(diff=point[s][m] - point[reference][m], diff_se=_sd(d),
+                 diff_low=percentile_ci(d, ci)[0], diff_high=percentile_ci(d, ci)[1],
+                 p_value=bootstrap_p_value(d))
+    return r
+
+# %% ../nbs/07_analysis.ipynb #6d9b4b7c
 def evaluate(y, # 0/1 labels, one per image
              probs: dict, # {set: probabilities}
              patient_ids, # one per image
@@ -222,24 +284,15 @@ def evaluate(y, # 0/1 labels, one per image
             ) -> pd.DataFrame:
     "Metrics with patient-bootstrap CIs, and paired differences from `reference` with p-values."
     point = {s: binary_metrics(y, p, metrics, recall) for s, p in probs.items()}
-    boot = bootstrap_metrics(y, probs, patient_resamples(patient_ids, n_boot, seed), metrics, recall, progress)
+    resamples = patient_resamples(patient_ids, n_boot, seed)
+    boot = bootstrap_metrics(y, probs, resamples, metrics, recall, progress)
     wide = {m: boot.pivot(index="boot", columns="set", values=m) for m in metrics}
-    rows = []
-    for s in probs:
-        for m in metrics:
-            lo, hi = percentile_ci(wide[m][s], ci)
-            r = dict(set=s, metric=m, estimate=point[s][m], ci_low=lo, ci_high=hi, n_valid=int(wide[m][s].notna().sum()))
-            if reference in probs and s != reference:
-                d = wide[m][s] - wide[m][reference]
-                r.update(diff=point[s][m] - point[reference][m], diff_se=_sd(d),
-                         diff_low=percentile_ci(d, ci)[0],
-                         diff_high=percentile_ci(d, ci)[1], p_value=bootstrap_p_value(d))
-            rows.append(r)
-    out = pd.DataFrame(rows)
-    y = np.asarray(y)
-    return out.assign(n_images=len(y), n_patients=pd.Series(np.asarray(patient_ids)).nunique(), n_positive=int(y.sum()))
+    out = pd.DataFrame([_set_metric_row(point, wide, s, m, ci, reference)
+                        for s in probs for m in metrics])
+    y, n_patients = np.asarray(y), pd.Series(np.asarray(patient_ids)).nunique()
+    return out.assign(n_images=len(y), n_patients=n_patients, n_positive=int(y.sum()))
 
-# %% ../nbs/07_analysis.ipynb #1e276861
+# %% ../nbs/07_analysis.ipynb #45cea834
 def ci_coverage(n_reps: int = 60, # simulated data sets
                 n_patients: int = 100,
                 auroc: float = 0.8, # the true AUROC
@@ -254,71 +307,95 @@ def ci_coverage(n_reps: int = 60, # simulated data sets
     for r in range(n_reps):
         df = simulate_scores(n_patients, auroc, icc=icc, seed=seed + r)
         ids = df.patient_id if by_patient else np.arange(len(df))
-        b = bootstrap_metrics(df.y, {"x": df.p}, patient_resamples(ids, n_boot, seed + r), ("auroc",))
+        resamples = patient_resamples(ids, n_boot, seed + r)
+        b = bootstrap_metrics(df.y, {"x": df.p}, resamples, ("auroc",))
         lo, hi = percentile_ci(b.auroc, ci)
         hits.append(lo <= auroc <= hi)
     return float(np.mean(hits))
 
-# %% ../nbs/07_analysis.ipynb #88127995
+# %% ../nbs/07_analysis.ipynb #9b1f07da
 def metrics_table(pred: pd.DataFrame, # predictions.csv of 06_diagnostic
                   sets: list | None = None, # training sets (default: all found)
-                  labels: tuple = tuple(LABELS),
+                  labels: tuple = tuple(TASKS),
                   n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
                   metrics: tuple = METRICS, recall: float = 0.5,
                  ) -> pd.DataFrame:
-    "Metrics with CIs and paired differences from Base for every label and training set (the paper's Table 2)."
+    "Metrics with CIs and paired differences from Base per label and training set (Table 2)."
     sets = sets or training_sets(pred)
-    parts = [evaluate(pred[LABELS[l]], {s: pred[f"{s}_p_{l}"] for s in sets}, pred.patient_id,
-                      n_boot, ci, seed, metrics, recall).assign(label=l) for l in tqdm(labels, desc="Table 2", leave=False)]
-    out = pd.concat(parts, ignore_index=True)
-    out["paper"] = [PAPER_COMPOSITE_AUROC.get(s, math.nan) if (l, m) == ("composite", "auroc") else math.nan
-                    for s, l, m in zip(out.set, out.label, out.metric)]
-    return out[["label", "metric", "set", *[c for c in out.columns if c not in ("label", "metric", "set")]]]
+    ev = lambda l: evaluate(pred[TASKS[l]], {s: pred[f"{s}_p_{l}"] for s in sets}, pred.patient_id,
+                            n_boot, ci, seed, metrics, recall).assign(label=l)
+    out = pd.concat([ev(l) for l in tqdm(labels, desc="Table 2", leave=False)], ignore_index=True)
+    paper = lambda s, l, m: PAPER_COMPOSITE_AUROC.get(s, math.nan) \
+                            if (l, m) == ("composite", "auroc") else math.nan
+    out["paper"] = [paper(s, l, m) for s, l, m in zip(out.set, out.label, out.metric)]
+    first = ["label", "metric", "set"]
+    return out[[*first, *[c for c in out.columns if c not in first]]]
 
-# %% ../nbs/07_analysis.ipynb #81c8b51b
+# %% ../nbs/07_analysis.ipynb #c2d36e86
+def _num(v, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
 def fmt_ci(est, lo=math.nan, hi=math.nan, digits: int = 3) -> str:
     "'0.781 (0.742–0.820)', or 'n/a' when the estimate is undefined."
-    f = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+    f = lambda v: _num(v, digits)
     if f(est) == "n/a": return "n/a"
     return f(est) if f(lo) == "n/a" else f"{f(est)} ({f(lo)}–{f(hi)})"
 
+# %% ../nbs/07_analysis.ipynb #2af08d58
 def fmt_diff(d, lo, hi, p, digits: int = 3) -> str:
-    "'+0.031 (−0.010 to +0.070), p=0.18', or '' when there is no difference."
+    "'+0.031 (-0.010 to +0.070), p=0.18', or '' when there is no difference."
     if d is None or (isinstance(d, float) and math.isnan(d)): return ""
     g = lambda v: "n/a" if math.isnan(v) else f"{v:+.{digits}f}"
     return f"{g(d)} ({g(lo)} to {g(hi)}), p={p:.3g}"
 
+# %% ../nbs/07_analysis.ipynb #8e2c952a
+def _md_cell(v, floatfmt: str = ".3f") -> str:
+    "A table cell: floats formatted (NaN empty), anything else as text."
+    if not isinstance(v, float): return str(v)
+    return "" if math.isnan(v) else format(v, floatfmt)
+
+# %% ../nbs/07_analysis.ipynb #3546188a
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     "A GitHub-flavoured markdown table of `df` (index dropped)."
-    cell = lambda v: ("" if isinstance(v, float) and math.isnan(v) else format(v, floatfmt)) if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(_md_cell(v, floatfmt) for v in row) + " |"
+              for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
-# %% ../nbs/07_analysis.ipynb #eee48190
+# %% ../nbs/07_analysis.ipynb #467fd3b4
+def _order(v) -> int:
+    "Position of `v` in the paper's order of labels, metrics, age groups and sexes."
+    for seq in (list(TASKS), list(METRICS), list(AGE_GROUPS), ["F", "M"]):
+        if v in seq: return seq.index(v)
+    return 99
+
+def _row_key(ix) -> tuple: return tuple(_order(v) for v in (ix if isinstance(ix, tuple) else (ix,)))
+
+# %% ../nbs/07_analysis.ipynb #3dbf6a18
+def _diff_columns(t: pd.DataFrame, rows: tuple, sets: list, digits: int) -> pd.DataFrame:
+    "'difference vs Base (CI), p' of every set but Base, one column each."
+    cells = [fmt_diff(*v, digits) for v in zip(t["diff"], t.diff_low, t.diff_high, t.p_value)]
+    t = t.assign(dcell=cells)
+    dw = t[t.set != "base"].pivot(index=list(rows), columns="set", values="dcell")
+    keep = [s for s in sets if s in dw.columns]
+    return dw[keep].rename(columns=lambda s: f"{TRAINING_SETS[s]} − Base")
+
+# %% ../nbs/07_analysis.ipynb #4103251f
 def display_table(table: pd.DataFrame, # output of `metrics_table` / `subgroup_table`
                   rows: tuple = ("label", "metric"), # columns that identify a row
                   digits: int = 3,
                  ) -> pd.DataFrame:
     "Wide table of 'estimate (CI)' per set and 'difference vs Base (CI), p' per other set."
-    t = table.assign(cell=[fmt_ci(e, l, h, digits) for e, l, h in zip(table.estimate, table.ci_low, table.ci_high)])
+    cells = [fmt_ci(*v, digits) for v in zip(table.estimate, table.ci_low, table.ci_high)]
+    t = table.assign(cell=cells)
     wide = t.pivot(index=list(rows), columns="set", values="cell")
     sets = [s for s in TRAINING_SETS if s in wide.columns]
     wide = wide[sets].rename(columns=TRAINING_SETS)
-    if "diff" in t:
-        t["dcell"] = [fmt_diff(*v, digits) for v in zip(t["diff"], t.diff_low, t.diff_high, t.p_value)]
-        dw = t[t.set != "base"].pivot(index=list(rows), columns="set", values="dcell")
-        wide = wide.join(dw[[s for s in sets if s in dw.columns]].rename(columns=lambda s: f"{TRAINING_SETS[s]} − Base"))
-    out = wide.reindex(sorted(wide.index, key=lambda ix: tuple(_order(v) for v in (ix if isinstance(ix, tuple) else (ix,))))).reset_index()
-    out = out.fillna("")
+    if "diff" in t: wide = wide.join(_diff_columns(t, rows, sets, digits))
+    out = wide.reindex(sorted(wide.index, key=_row_key)).reset_index().fillna("")
     return out.assign(metric=out.metric.map(METRIC_NAMES)) if "metric" in out else out
 
-def _order(v):
-    for seq in (list(LABELS), list(METRICS), list(AGE_GROUPS), ["F", "M"]):
-        if v in seq: return seq.index(v)
-    return 99
-
-# %% ../nbs/07_analysis.ipynb #90412052
+# %% ../nbs/07_analysis.ipynb #78e0c085
 def detectable_difference(table: pd.DataFrame, # `metrics_table` (or `external_table`) output
                           ci: float = 0.95, # 1 − α of the two-sided test
                           power: float = 0.8,
@@ -333,11 +410,19 @@ def detectable_difference(table: pd.DataFrame, # `metrics_table` (or `external_t
                          "diff": t["diff"].to_numpy(),
                          "diff_se": se, "min_detectable": mult * se, "multiplier": mult})
 
-# %% ../nbs/07_analysis.ipynb #bd557773
+# %% ../nbs/07_analysis.ipynb #9d07c2e0
 def age_group(age) -> pd.Categorical:
     "The paper's age groups: <60, 60-69, 70-79, 80-90 (ages above 90 fall in 80-90)."
-    return pd.cut(np.asarray(age, dtype=float), [-np.inf, 60, 70, 80, np.inf], right=False, labels=list(AGE_GROUPS))
+    bins = [-np.inf, 60, 70, 80, np.inf]
+    return pd.cut(np.asarray(age, dtype=float), bins, right=False, labels=list(AGE_GROUPS))
 
+# %% ../nbs/07_analysis.ipynb #bb35b58d
+def _subgroup_note(y) -> str:
+    "Why a subgroup's rank metrics are undefined ('' when they are defined)."
+    if len(y) == 0: return "no images"
+    return "no positives" if y.sum() == 0 else "no negatives" if y.sum() == len(y) else ""
+
+# %% ../nbs/07_analysis.ipynb #bc913076
 def subgroup_table(pred: pd.DataFrame, # predictions.csv of 06_diagnostic
                    by: str, # "age_group" or "sex" (or any column of `pred`)
                    label: str = "composite",
@@ -349,13 +434,19 @@ def subgroup_table(pred: pd.DataFrame, # predictions.csv of 06_diagnostic
     pred = pred.assign(age_group=age_group(pred.age))
     sets, parts = sets or training_sets(pred), []
     for g, d in tqdm(pred.groupby(by, observed=False), desc=by, leave=False):
-        y = d[LABELS[label]]
-        note = "no images" if len(d) == 0 else "no positives" if y.sum() == 0 else "no negatives" if y.sum() == len(y) else ""
-        parts.append(evaluate(y, {s: d[f"{s}_p_{label}"] for s in sets}, d.patient_id, n_boot, ci, seed, metrics, recall)
-                     .assign(**{by: g, "label": label, "note": note}))
+        y = d[TASKS[label]]
+        ev = evaluate(y, {s: d[f"{s}_p_{label}"] for s in sets}, d.patient_id, n_boot, ci, seed,
+                      metrics, recall)
+        parts.append(ev.assign(**{by: g, "label": label, "note": _subgroup_note(y)}))
     return pd.concat(parts, ignore_index=True)
 
-# %% ../nbs/07_analysis.ipynb #51b823f4
+# %% ../nbs/07_analysis.ipynb #c796af73
+def _subgroup_ticks(t: pd.DataFrame, by: str, groups: list) -> list:
+    "Tick labels: the subgroup, its images and its positives."
+    n = t.drop_duplicates(by).set_index(by).reindex(groups)
+    return [f"{g}\n(n={int(i)}, pos={int(p)})" for g, i, p in zip(groups, n.n_images, n.n_positive)]
+
+# %% ../nbs/07_analysis.ipynb #c3b8fd99
 def plot_subgroups(table: pd.DataFrame, # output of `subgroup_table`
                    by: str, # the subgroup column
                    metric: str = "auroc",
@@ -371,18 +462,21 @@ def plot_subgroups(table: pd.DataFrame, # output of `subgroup_table`
         r = t[t.set == s].set_index(by).reindex(groups)
         x = np.arange(len(groups)) + (k - (len(sets) - 1) / 2) * w
         err = np.vstack([r.estimate - r.ci_low, r.ci_high - r.estimate])
-        ax.errorbar(x, r.estimate, yerr=np.nan_to_num(err), fmt="o", capsize=3, label=TRAINING_SETS[s])
-    n = t.drop_duplicates(by).set_index(by).reindex(groups)
-    ax.set_xticks(np.arange(len(groups)), [f"{g}\n(n={int(i)}, pos={int(p)})" for g, i, p in zip(groups, n.n_images, n.n_positive)])
-    ax.set_ylabel(METRIC_NAMES[metric]); ax.set_title(title); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+        ax.errorbar(x, r.estimate, yerr=np.nan_to_num(err), fmt="o", capsize=3,
+                    label=TRAINING_SETS[s])
+    ax.set_xticks(np.arange(len(groups)), _subgroup_ticks(t, by, groups))
+    ax.set(ylabel=METRIC_NAMES[metric], title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return ax.figure
 
-# %% ../nbs/07_analysis.ipynb #929369d1
+# %% ../nbs/07_analysis.ipynb #8fe1e6aa
 def read_external(path: str | Path, # `<run>/06_diagnostic/predictions_external.csv`
                  ) -> pd.DataFrame | None:
     "06_diagnostic's predictions on the internal validation cohort, or None when the run has none."
     return read_predictions(path) if Path(path).exists() else None
 
+# %% ../nbs/07_analysis.ipynb #9fcc5f2a
 def external_table(pred: pd.DataFrame, # `read_external` output
                    sets: list | None = None, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
                    recall: float = 0.5,
@@ -392,6 +486,7 @@ def external_table(pred: pd.DataFrame, # `read_external` output
                       recall=recall)
     return t.assign(paper=[PAPER_EXTERNAL.get(k, "") for k in zip(t.label, t.metric, t.set)])
 
+# %% ../nbs/07_analysis.ipynb #833a2162
 def plot_external(table: pd.DataFrame, # `external_table` output
                  ):
     "Fig. 4: AUROC and AUPRC with CIs per label and training set on the internal validation cohort."
@@ -402,141 +497,163 @@ def plot_external(table: pd.DataFrame, # `external_table` output
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_analysis.ipynb #533fd0b2
+# %% ../nbs/07_analysis.ipynb #44e918c7
+def _roc_pr_panel(ax_roc, ax_pr, y, pred: pd.DataFrame, sets: list, l: str):
+    "ROC and precision-recall curves of label `l` for every set, with the chance lines."
+    for s in sets:
+        p, name = pred[f"{s}_p_{l}"], TRAINING_SETS[s]
+        RocCurveDisplay.from_predictions(y, p, name=name, ax=ax_roc)
+        PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax_pr)
+    ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax_pr.axhline(y.mean(), color="k", ls=":", lw=0.8)
+    ax_roc.legend(fontsize=7, loc="lower right")
+    ax_pr.legend(fontsize=7, loc="upper right")
+
+# %% ../nbs/07_analysis.ipynb #e1640ba5
 def plot_roc_pr(pred: pd.DataFrame, # predictions.csv of 06_diagnostic
                 sets: list | None = None,
-                labels: tuple = tuple(LABELS),
+                labels: tuple = tuple(TASKS),
                ):
     "ROC (top) and precision-recall (bottom) curves per label and training set."
-    from sklearn.metrics import RocCurveDisplay, PrecisionRecallDisplay
     sets = sets or training_sets(pred)
     fig, axes = plt.subplots(2, len(labels), figsize=(4.2 * len(labels), 8), squeeze=False)
     for j, l in enumerate(labels):
-        y = pred[LABELS[l]].to_numpy()
+        y = pred[TASKS[l]].to_numpy()
         for ax in axes[:, j]: ax.set_title(LABEL_NAMES[l])
-        if y.min() == y.max():
-            for ax in axes[:, j]: ax.text(0.5, 0.5, "one class only:\nno curve", ha="center", transform=ax.transAxes)
-            continue
-        for s in sets:
-            RocCurveDisplay.from_predictions(y, pred[f"{s}_p_{l}"], name=TRAINING_SETS[s], ax=axes[0, j])
-            PrecisionRecallDisplay.from_predictions(y, pred[f"{s}_p_{l}"], name=TRAINING_SETS[s], ax=axes[1, j])
-        axes[0, j].plot([0, 1], [0, 1], "k:", lw=0.8); axes[1, j].axhline(y.mean(), color="k", ls=":", lw=0.8)
-        for ax in axes[:, j]: ax.legend(fontsize=7, loc="lower right" if ax is axes[0, j] else "upper right")
+        if y.min() < y.max(): _roc_pr_panel(axes[0, j], axes[1, j], y, pred, sets, l)
+        else:
+            for ax in axes[:, j]:
+                ax.text(0.5, 0.5, "one class only:\nno curve", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_analysis.ipynb #c16ee5af
+# %% ../nbs/07_analysis.ipynb #3dfe396e
 def expected_calibration_error(y, p, n_bins: int = 10) -> float:
-    "ECE: bin-size-weighted mean |observed rate − mean predicted probability| over equal-width bins."
+    "ECE: bin-size-weighted mean of |observed rate − mean probability| over equal-width bins."
     if len(np.asarray(y)) == 0: return math.nan
-    return float(binary_calibration_error(_t(p), _t(y, torch.long), n_bins=n_bins, norm="l1", validate_args=False))
+    return float(binary_calibration_error(_t(p), _t(y, torch.long), n_bins=n_bins, norm="l1",
+                                          validate_args=False))
 
-def calibration_table(pred: pd.DataFrame, sets: list | None = None, labels: tuple = tuple(LABELS), n_bins: int = 10) -> pd.DataFrame:
-    "ECE and Brier score per label and training set."
+# %% ../nbs/07_analysis.ipynb #79f3d5e5
+def calibration_table(pred: pd.DataFrame, sets: list | None = None, labels: tuple = tuple(TASKS),
+                      n_bins: int = 10) -> pd.DataFrame:
+    "ECE, mean predicted probability and observed rate per label and training set."
     sets = sets or training_sets(pred)
-    return pd.DataFrame([dict(label=l, set=s, ece=expected_calibration_error(pred[LABELS[l]], pred[f"{s}_p_{l}"], n_bins),
-                              mean_predicted=pred[f"{s}_p_{l}"].mean(), observed_rate=pred[LABELS[l]].mean())
+    row = lambda l, s, y, p: dict(label=l, set=s, ece=expected_calibration_error(y, p, n_bins),
+                                  mean_predicted=p.mean(), observed_rate=y.mean())
+    return pd.DataFrame([row(l, s, pred[TASKS[l]], pred[f"{s}_p_{l}"])
                          for l in labels for s in sets])
 
-# %% ../nbs/07_analysis.ipynb #4a05788c
-def plot_calibration(pred: pd.DataFrame, sets: list | None = None, labels: tuple = tuple(LABELS), n_bins: int = 10):
+# %% ../nbs/07_analysis.ipynb #cff7dac7
+def _calibration_panel(ax_curve, ax_hist, y, pred: pd.DataFrame, sets: list, l: str, n_bins: int):
+    "Reliability curve (when both classes are present) and probability histogram of every set."
+    for s in sets:
+        p = pred[f"{s}_p_{l}"].to_numpy()
+        if y.min() < y.max():
+            obs, mean_p = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
+            ece = expected_calibration_error(y, p, n_bins)
+            ax_curve.plot(mean_p, obs, "o-", ms=3, label=f"{TRAINING_SETS[s]} (ECE {ece:.3f})")
+        ax_hist.hist(p, bins=np.linspace(0, 1, n_bins + 1), histtype="step", label=TRAINING_SETS[s])
+    ax_curve.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax_curve.set(title=LABEL_NAMES[l], ylabel="observed rate")
+    ax_hist.set(xlabel="predicted probability", ylabel="images")
+    ax_curve.legend(fontsize=7)
+
+# %% ../nbs/07_analysis.ipynb #77c9b730
+def plot_calibration(pred: pd.DataFrame, sets: list | None = None, labels: tuple = tuple(TASKS),
+                     n_bins: int = 10):
     "Reliability curves (top) and histograms of predicted probabilities (bottom) per label and set."
-    from sklearn.calibration import calibration_curve
     sets = sets or training_sets(pred)
     fig, axes = plt.subplots(2, len(labels), figsize=(4.2 * len(labels), 6), squeeze=False,
                              gridspec_kw=dict(height_ratios=[3, 1.2]), sharex=True)
     for j, l in enumerate(labels):
-        y = pred[LABELS[l]].to_numpy()
-        for s in sets:
-            p = pred[f"{s}_p_{l}"].to_numpy()
-            if y.min() < y.max():
-                obs, mean_p = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
-                axes[0, j].plot(mean_p, obs, "o-", ms=3, label=f"{TRAINING_SETS[s]} (ECE {expected_calibration_error(y, p, n_bins):.3f})")
-            axes[1, j].hist(p, bins=np.linspace(0, 1, n_bins + 1), histtype="step", label=TRAINING_SETS[s])
-        axes[0, j].plot([0, 1], [0, 1], "k:", lw=0.8); axes[0, j].set_title(LABEL_NAMES[l])
-        axes[0, j].set_ylabel("observed rate"); axes[1, j].set_xlabel("predicted probability"); axes[1, j].set_ylabel("images")
-        axes[0, j].legend(fontsize=7)
+        _calibration_panel(axes[0, j], axes[1, j], pred[TASKS[l]].to_numpy(), pred, sets, l, n_bins)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_analysis.ipynb #554acfa2
+# %% ../nbs/07_analysis.ipynb #94f9643d
 class CXRFeatures(torch.nn.Module):
     "A torchmetrics feature extractor from a function `uint8 images (N, S, S) -> features (N, F)`."
     def __init__(self, fn, # e.g. `lambda x: diagnostic.features(models, x, ...)`
                  num_features: int):
-        super().__init__(); self.fn, self.num_features = fn, num_features
+        super().__init__()
+        self.fn, self.num_features = fn, num_features
     def forward(self, imgs): # uint8 images, (N, 1, S, S) or (N, S, S)
         x = imgs.cpu().numpy()
-        return torch.as_tensor(np.asarray(self.fn(x[:, 0] if x.ndim == 4 else x)), dtype=torch.float64)
+        feats = self.fn(x[:, 0] if x.ndim == 4 else x)
+        return torch.as_tensor(np.asarray(feats), dtype=torch.float64)
 
+# %% ../nbs/07_analysis.ipynb #434deeaa
 class FeatureInput(torch.nn.Module):
     "A torchmetrics 'feature extractor' whose input already is the features (N, F)."
-    def __init__(self, num_features: int): super().__init__(); self.num_features = num_features
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
     def forward(self, x): return torch.as_tensor(x, dtype=torch.float64)
 
-# %% ../nbs/07_analysis.ipynb #2d856a73
-def frechet_distance(real, fake) -> float:
-    "FID between two feature sets (N, F): torchmetrics' FID, or its exact n-by-n form when there are fewer images than features."
-    r, f = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
-    if min(len(r), len(f)) < 2: return math.nan
-    if min(len(r), len(f)) >= r.shape[1]:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-        fid = FrechetInceptionDistance(feature=FeatureInput(r.shape[1]), reset_real_features=True)
-        fid.update(torch.as_tensor(r), real=True); fid.update(torch.as_tensor(f), real=False)
-        return float(fid.compute())
-    a1, a2 = (r - r.mean(0)) / math.sqrt(len(r) - 1), (f - f.mean(0)) / math.sqrt(len(f) - 1)  # Σ = aᵀa
-    tr_sqrt = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum()   # tr √(Σ1 Σ2) = nuclear norm of a1 a2ᵀ
-    return float(((r.mean(0) - f.mean(0)) ** 2).sum() + (a1 ** 2).sum() + (a2 ** 2).sum() - 2 * tr_sqrt)
+# %% ../nbs/07_analysis.ipynb #a71baf15
+def _traces_eigh(a, b) -> tuple:
+    "`(tr Σ₁, tr Σ₂, tr √(Σ₁Σ₂))` from the covariances, by the eigenvalues of √Σ₁ Σ₂ √Σ₁."
+    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    w, v = np.linalg.eigh(s1)
+    r1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T                                # √Σ₁
+    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)).sum()  # tr √(√Σ₁Σ₂√Σ₁)
+    return np.trace(s1), np.trace(s2), tr_sqrt
 
-def kernel_distance(real, fake, subset_size: int = 1000, subsets: int = 100, seed: int = 0) -> tuple:
+def _traces_svd(a, b) -> tuple:
+    "`(tr Σ₁, tr Σ₂, tr √(Σ₁Σ₂))` from the centred data (Σ = aᵀa), by the nuclear norm of a₁a₂ᵀ."
+    a1, a2 = (a - a.mean(0)) / math.sqrt(len(a) - 1), (b - b.mean(0)) / math.sqrt(len(b) - 1)
+    return (a1 ** 2).sum(), (a2 ** 2).sum(), np.linalg.svd(a1 @ a2.T, compute_uv=False).sum()
+
+# %% ../nbs/07_analysis.ipynb #b16716f5
+def fid_from_features(a, b) -> float:
+    "FID between feature sets `a` and `b` (N, F); NaN with fewer than two images in a set."
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if min(len(a), len(b)) < 2: return math.nan
+    traces = _traces_svd if min(len(a), len(b)) < a.shape[1] else _traces_eigh
+    tr1, tr2, tr_sqrt = traces(a, b)
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + tr1 + tr2 - 2 * tr_sqrt)
+
+# %% ../nbs/07_analysis.ipynb #7c29a772
+def kernel_distance(real, fake, subset_size: int = 1000, subsets: int = 100,
+                    seed: int = 0) -> tuple:
     "KID (mean, std over subsets) of two feature sets by torchmetrics; subsets at most half a set."
-    from torchmetrics.image.kid import KernelInceptionDistance
     n = min(subset_size, len(real) // 2, len(fake) // 2)   # whole-set subsets would all be alike
     if n < 2: return (math.nan, math.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # "will save all extracted features in buffer": intended
-        kid = KernelInceptionDistance(feature=FeatureInput(np.shape(real)[1]), subsets=subsets, subset_size=n)
-    kid.update(torch.as_tensor(np.asarray(real)), real=True); kid.update(torch.as_tensor(np.asarray(fake)), real=False)
-    with torch.random.fork_rng(): torch.manual_seed(seed); m, s = kid.compute()
+        kid = KernelInceptionDistance(feature=FeatureInput(np.shape(real)[1]), subsets=subsets,
+                                      subset_size=n)
+    kid.update(torch.as_tensor(np.asarray(real)), real=True)
+    kid.update(torch.as_tensor(np.asarray(fake)), real=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        m, s = kid.compute()
     return float(m), float(s)
 
-# %% ../nbs/07_analysis.ipynb #41cca2e0
+# %% ../nbs/07_analysis.ipynb #0b80cbfc
 def prdc_metrics(real, fake, nearest_k: int = 5) -> dict:
-    "Precision, recall, density and coverage (Naeem et al. 2020) by the `prdc` package; k cut to the set sizes."
-    from prdc import compute_prdc
+    "Precision, recall, density and coverage (Naeem et al. 2020) by `prdc`; k cut to the set sizes."
     k = min(nearest_k, len(real) - 2, len(fake) - 2)  # prdc partitions at k + 1 within each set
     if k < 1: return dict(precision=math.nan, recall=math.nan, density=math.nan, coverage=math.nan)
-    with warnings.catch_warnings():
+    real, fake = np.asarray(real, dtype=np.float32), np.asarray(fake, dtype=np.float32)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # prints sizes
         warnings.simplefilter("ignore")
-        import contextlib, io
-        with contextlib.redirect_stdout(io.StringIO()):   # prdc prints its sample sizes
-            return {k_: float(v) for k_, v in compute_prdc(np.asarray(real, dtype=np.float32), np.asarray(fake, dtype=np.float32), k).items()}
+        return {k_: float(v) for k_, v in compute_prdc(real, fake, k).items()}
 
-# %% ../nbs/07_analysis.ipynb #50db218c
+# %% ../nbs/07_analysis.ipynb #56dcf288
 def quality_space(train, # real-train features (N, F): the reference for scaling and PCA
                   n: int, # images per compared set
                   max_components: int = 64, # at most this many principal components
                   images_per_component: int = 10, # at least this many images per component
                  ):
     "A fitted scikit-learn pipeline: real-train standardisation, then real-train PCA with k << n."
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.decomposition import PCA
     train = np.asarray(train, dtype=np.float64)
     k = int(max(1, min(max_components, n // images_per_component, *train.shape)))
     pca = PCA(k, svd_solver="randomized", random_state=0)
     return make_pipeline(StandardScaler(), pca).fit(train)
 
-# %% ../nbs/07_analysis.ipynb #1ca82c05
-def fid_from_features(a, b) -> float:
-    "FID between feature sets `a` and `b` (N, k) with N > k, by the eigenvalue route to tr √(Σ₁Σ₂)."
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    w, v = np.linalg.eigh(s1)
-    r1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T                                # √Σ₁
-    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)).sum()  # tr √(√Σ₁Σ₂√Σ₁)
-    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
-
+# %% ../nbs/07_analysis.ipynb #62680a99
 def fid_bootstrap_ci(a, b, n_boot: int = 200, ci: float = 0.95, seed: int = 0) -> tuple:
     "`(fid, low, high)`: FID and its percentile bootstrap interval shifted by the bootstrap's bias."
     a, b, rng = np.asarray(a), np.asarray(b), np.random.default_rng(seed)
@@ -547,6 +664,7 @@ def fid_bootstrap_ci(a, b, n_boot: int = 200, ci: float = 0.95, seed: int = 0) -
     lo, hi = np.quantile(boot - bias, [(1 - ci) / 2, (1 + ci) / 2])
     return est, float(max(0.0, min(lo, est))), float(max(hi, est))
 
+# %% ../nbs/07_analysis.ipynb #0a23c7a1
 def fid_null(train, # real-train features (N, k), N >= 2 n
              n: int, repeats: int = 5, seed: int = 0) -> float:
     "Mean FID of two disjoint random real-train subsamples of `n` images: real vs real at `n`."
@@ -556,12 +674,13 @@ def fid_null(train, # real-train features (N, k), N >= 2 n
     return float(np.mean([fid_from_features(train[p[:n]], train[p[n:2 * n]])
                           for p in (rng.permutation(len(train)) for _ in range(repeats))]))
 
-# %% ../nbs/07_analysis.ipynb #d9cb0201
+# %% ../nbs/07_analysis.ipynb #6f4c4356
 def prdc_k(n: int, # images per compared set
            nearest_k: int = 5) -> int:
     "PRDC's k fitted to `n`: `nearest_k`, but at most n // 20 and at least 1."
     return int(max(1, min(nearest_k, n // 20)))
 
+# %% ../nbs/07_analysis.ipynb #bdb32583
 def quality_n(features: dict, # {"train": ..., "test": ..., "gen": ...}
              ) -> int:
     "The one size at which all sets are compared: the smallest set, and at most half of real train."
@@ -569,13 +688,22 @@ def quality_n(features: dict, # {"train": ..., "test": ..., "gen": ...}
         raise ValueError("image quality needs 'train' features (reference for scaling, PCA, null)")
     return int(min(len(features["train"]) // 2, *(len(v) for v in features.values())))
 
-# %% ../nbs/07_analysis.ipynb #474dcaa6
-QUALITY_PAIRS = {"gen_vs_train": ("gen", "train"), "gen_vs_test": ("gen", "test"), "train_vs_test": ("train", "test")}
+# %% ../nbs/07_analysis.ipynb #2aba4fdb
+def _equal_n_scores(features: dict, n: int, rng, space) -> tuple:
+    "`(scores, whitened scores)` per set: `n` images drawn from each set, projected into `space`."
+    pick = lambda v: np.asarray(v)[np.sort(rng.choice(len(v), n, replace=False))]   # equal n
+    z = {s: space.transform(pick(v)) for s, v in features.items()}
+    sd = np.sqrt(space[-1].explained_variance_)
+    return z, {s: v / sd for s, v in z.items()}   # whitened: unit variance on real train
 
-def image_quality_table(features: dict, # {"train": (N, F), "test": ..., "gen": ...} features of one extractor
+# %% ../nbs/07_analysis.ipynb #3755a373
+QUALITY_PAIRS = {"gen_vs_train": ("gen", "train"), "gen_vs_test": ("gen", "test"),
+                 "train_vs_test": ("train", "test")}
+
+def image_quality_table(features: dict, # {"train": (N, F), "test": ..., "gen": ...}, one extractor
                         extractor: str, # its name, e.g. "Base DenseNet-121 (CXR)"
-                        kid_subset_size: int = 1000, kid_subsets: int = 100, nearest_k: int = 5, seed: int = 0,
-                        n_boot: int = 200, ci: float = 0.95, # FID bootstrap
+                        kid_subset_size: int = 1000, kid_subsets: int = 100, nearest_k: int = 5,
+                        seed: int = 0, n_boot: int = 200, ci: float = 0.95, # FID bootstrap
                         max_components: int = 64, # PCA: k = min(max_components,
                         images_per_component: int = 10, #      n // images_per_component)
                        ) -> pd.DataFrame:
@@ -583,12 +711,9 @@ def image_quality_table(features: dict, # {"train": (N, F), "test": ..., "gen": 
     n, rng, rows = quality_n(features), np.random.default_rng(seed), []
     if n < 3: return pd.DataFrame()   # too few images for any covariance (a dry run)
     space = quality_space(features["train"], n, max_components, images_per_component)
-    pick = lambda v: np.asarray(v)[np.sort(rng.choice(len(v), n, replace=False))]   # equal n
-    sub = {s: pick(v) for s, v in features.items()}
-    z = {s: space.transform(v) for s, v in sub.items()}
-    sd = np.sqrt(space[-1].explained_variance_)
-    white = {s: v / sd for s, v in z.items()}   # for KID: unit variance on real train
+    z, white = _equal_n_scores(features, n, rng, space)
     null, k = fid_null(space.transform(features["train"]), n, seed=seed), prdc_k(n, nearest_k)
+    paper = PAPER_FID if "inception" in extractor.lower() else {}
     for name, (fake, real) in QUALITY_PAIRS.items():
         if fake not in z or real not in z: continue
         fid, lo, hi = fid_bootstrap_ci(z[real], z[fake], n_boot, ci, seed)
@@ -596,17 +721,15 @@ def image_quality_table(features: dict, # {"train": (N, F), "test": ..., "gen": 
         rows.append(dict(extractor=extractor, comparison=name, n_first=n, n_second=n,
                          pca_k=z[real].shape[1], fid=fid, fid_ci_low=lo, fid_ci_high=hi,
                          fid_null=null, kid_mean=kid[0], kid_std=kid[1],
-                         kid_subset_size=min(kid_subset_size, n // 2),
-                         prdc_k=k, **prdc_metrics(z[real], z[fake], k),
-                         paper_fid=PAPER_FID.get(name, math.nan) if "inception" in extractor.lower() else math.nan))
+                         kid_subset_size=min(kid_subset_size, n // 2), prdc_k=k,
+                         **prdc_metrics(z[real], z[fake], k), paper_fid=paper.get(name, math.nan)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_analysis.ipynb #d0c72dc2
+# %% ../nbs/07_analysis.ipynb #87c2e7bf
 def inception_ready(weights: Path | None, # from `pretrained_weights("inception", ...)`
                     policy: str = "fallback",
                    ) -> bool:
     "Whether Inception features can be computed: the weights file and the `torch-fidelity` package."
-    import importlib.util
     if weights is None: return False
     if importlib.util.find_spec("torch_fidelity") is None:
         if policy == "require":
@@ -615,29 +738,31 @@ def inception_ready(weights: Path | None, # from `pretrained_weights("inception"
         return False
     return True
 
+# %% ../nbs/07_analysis.ipynb #0f6204b8
 def inception_features(images, # uint8 (N, S, S) grayscale
                        weights: Path, # from `pretrained_weights("inception", ...)`
-                       feature: str = "2048", # "2048" pool features, or "logits_unbiased" for the Inception Score
+                       feature: str = "2048", # "2048" pool features, or "logits_unbiased" for IS
                        batch_size: int = 64,
                       ) -> np.ndarray:
     "Inception-v3 (FID version) features of grayscale images, repeated to three channels."
-    from torchmetrics.image.fid import NoTrainInceptionV3
-    net = NoTrainInceptionV3(name="inception-v3-compat", features_list=[feature], feature_extractor_weights_path=str(weights))
+    net = NoTrainInceptionV3(name="inception-v3-compat", features_list=[feature],
+                             feature_extractor_weights_path=str(weights))
+    batch = lambda i: torch.as_tensor(np.asarray(images[i:i + batch_size]))[:, None]
+    rgb = lambda i: batch(i).repeat(1, 3, 1, 1)
     with torch.no_grad():
-        return np.concatenate([net(torch.as_tensor(np.asarray(images[i:i + batch_size]))[:, None].repeat(1, 3, 1, 1)).numpy()
-                               for i in range(0, len(images), batch_size)])
+        return np.concatenate([net(rgb(i)).numpy() for i in range(0, len(images), batch_size)])
 
-# %% ../nbs/07_analysis.ipynb #03d05ac3
+# %% ../nbs/07_analysis.ipynb #f565914d
 def inception_score(logits, splits: int = 10) -> tuple:
     "Inception Score (mean, std over splits) from Inception logits, by torchmetrics."
-    from torchmetrics.image.inception import InceptionScore
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # buffer warning; std over a single split is NaN
-        m = InceptionScore(feature=FeatureInput(np.shape(logits)[1]), splits=min(splits, len(logits)))
+        m = InceptionScore(feature=FeatureInput(np.shape(logits)[1]),
+                           splits=min(splits, len(logits)))
         m.update(torch.as_tensor(np.asarray(logits)))
         return tuple(float(v) for v in m.compute())
 
-# %% ../nbs/07_analysis.ipynb #8742a68f
+# %% ../nbs/07_analysis.ipynb #eaf9f56d
 def partial_r(x, y, covariates: pd.DataFrame | None = None) -> float:
     "Correlation of `x` and `y` after regressing both on `covariates` (age, sex) by least squares."
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -647,47 +772,57 @@ def partial_r(x, y, covariates: pd.DataFrame | None = None) -> float:
     ok = len(x) > 2 and x.std() > 1e-12 and y.std() > 1e-12
     return float(stats.pearsonr(x, y)[0]) if ok else math.nan
 
+# %% ../nbs/07_analysis.ipynb #2ea2fe4d
 def _demographics(df: pd.DataFrame) -> pd.DataFrame | None:
     "Age and male sex as numeric covariates, when `df` has them."
     male = (df["sex"] == "M") if "sex" in df else None
     cols = {k: v for k, v in [("age", df.get("age")), ("male", male)] if v is not None}
     return pd.DataFrame(cols).astype(float) if cols else None
 
+# %% ../nbs/07_analysis.ipynb #8df94c34
+def _measure_fidelity(m: str, x, y, covariates, ci: float) -> dict:
+    "Requested `x` against predicted `y` of measure `m`: r, partial r, slope (CI), errors."
+    ok = len(x) > 2 and x.std() > 0 and y.std() > 0
+    fit = stats.linregress(x, y) if ok else None
+    t = stats.t.ppf((1 + ci) / 2, len(x) - 2) if ok else math.nan
+    return dict(target=m, n=len(x), pearson_r=stats.pearsonr(x, y)[0] if ok else math.nan,
+                partial_r=partial_r(x, y, covariates),
+                slope=fit.slope if fit else math.nan,
+                slope_ci_low=fit.slope - t * fit.stderr if fit else math.nan,
+                slope_ci_high=fit.slope + t * fit.stderr if fit else math.nan,
+                mean_error=float(np.mean(y - x)), mae=float(np.mean(np.abs(y - x))),
+                requested_mean=float(x.mean()), predicted_mean=float(y.mean()))
+
+# %% ../nbs/07_analysis.ipynb #8c3068b4
 def conditioning_fidelity(requested: pd.DataFrame, # requested ivsd, lvpwd, lvidd, labels (age, sex)
-                          predicted: pd.DataFrame, # `predict_measures` output, row-aligned: mu_*, p_*
+                          predicted: pd.DataFrame, # `predict_measures` output (mu_*, p_*), aligned
                           ci: float = 0.95,
                          ) -> pd.DataFrame:
     "Per measure: r, age/sex-adjusted partial r, slope with CI, mean error, MAE; per label: AUROC."
-    req, pr, rows = requested.reset_index(drop=True), predicted.reset_index(drop=True), []
-    for m in MEASURES:
-        x, y = req[m].to_numpy(float), pr[f"mu_{m}"].to_numpy(float)
-        ok = len(x) > 2 and x.std() > 0 and y.std() > 0
-        fit = stats.linregress(x, y) if ok else None
-        t = stats.t.ppf((1 + ci) / 2, len(x) - 2) if ok else math.nan
-        rows.append(dict(target=m, n=len(x), pearson_r=stats.pearsonr(x, y)[0] if ok else math.nan,
-                         partial_r=partial_r(x, y, _demographics(req)),
-                         slope=fit.slope if fit else math.nan,
-                         slope_ci_low=fit.slope - t * fit.stderr if fit else math.nan,
-                         slope_ci_high=fit.slope + t * fit.stderr if fit else math.nan,
-                         mean_error=float(np.mean(y - x)), mae=float(np.mean(np.abs(y - x))),
-                         requested_mean=float(x.mean()), predicted_mean=float(y.mean())))
-    for l, col in LABELS.items():
+    req, pr = requested.reset_index(drop=True), predicted.reset_index(drop=True)
+    rows = [_measure_fidelity(m, req[m].to_numpy(float), pr[f"mu_{m}"].to_numpy(float),
+                              _demographics(req), ci) for m in MEASURES]
+    for l, col in TASKS.items():
         y, p = req[col].to_numpy(int), pr[f"p_{l}"].to_numpy(float)
         rows.append(dict(target=l, n=len(y), auroc=binary_metrics(y, p, ("auroc",))["auroc"],
                          requested_mean=float(y.mean()), predicted_mean=float(p.mean())))
     return pd.DataFrame(rows)
 
+# %% ../nbs/07_analysis.ipynb #377b892a
 def plot_fidelity(requested: pd.DataFrame, predicted: pd.DataFrame, title: str = ""):
     "Predicted vs requested measure per image, with the identity line."
     fig, axes = plt.subplots(1, len(MEASURES), figsize=(4 * len(MEASURES), 3.6))
     for ax, m in zip(axes, MEASURES):
         x, y = requested[m].to_numpy(float), predicted[f"mu_{m}"].to_numpy(float)
-        ax.scatter(x, y, s=8, alpha=0.6); lim = [min(x.min(), y.min()), max(x.max(), y.max())]
-        ax.plot(lim, lim, "k:", lw=0.8); ax.set_xlabel(f"requested {m} (cm)"); ax.set_ylabel(f"predicted {m} (cm)")
-    fig.suptitle(title); fig.tight_layout()
+        ax.scatter(x, y, s=8, alpha=0.6)
+        lim = [min(x.min(), y.min()), max(x.max(), y.max())]
+        ax.plot(lim, lim, "k:", lw=0.8)
+        ax.set(xlabel=f"requested {m} (cm)", ylabel=f"predicted {m} (cm)")
+    fig.suptitle(title)
+    fig.tight_layout()
     return fig
 
-# %% ../nbs/07_analysis.ipynb #dc6ad264
+# %% ../nbs/07_analysis.ipynb #9816777b
 def source_demographics(meta: pd.DataFrame, # counterfactual metadata (cf_of, edit, age, sex)
                        ) -> pd.DataFrame:
     "`meta` with each image's age and sex replaced by its source's (the unedited reconstruction's)."
@@ -697,13 +832,16 @@ def source_demographics(meta: pd.DataFrame, # counterfactual metadata (cf_of, ed
         if c in meta: out[c] = meta.cf_of.map(src[c]).where(meta.cf_of.isin(src.index), meta[c])
     return out
 
-def counterfactual_effects(meta: pd.DataFrame, # counterfactual cache metadata (requested features, cf_of, edit, edit_feature, edit_sd)
-                           predicted: pd.DataFrame, # `predict_measures` output, row-aligned with `meta`
+# %% ../nbs/07_analysis.ipynb #faad956c
+def counterfactual_effects(meta: pd.DataFrame, # counterfactual cache metadata (cf_of, edit, ...)
+                           predicted: pd.DataFrame, # `predict_measures` output, row-aligned
                           ) -> pd.DataFrame:
-    "One row per edited image: requested and predicted change of every measure and label probability vs its reconstruction."
+    "One row per edited image: requested and predicted changes vs its reconstruction."
     need = ["cf_of", "edit", "edit_feature", "edit_sd", *MEASURES]
-    if missing := [c for c in need if c not in meta.columns]: raise ValueError(f"counterfactual metadata lacks columns {missing}")
-    df = pd.concat([meta.reset_index(drop=True), predicted.reset_index(drop=True).add_prefix("pred_")], axis=1)
+    if missing := [c for c in need if c not in meta.columns]:
+        raise ValueError(f"counterfactual metadata lacks columns {missing}")
+    pr = predicted.reset_index(drop=True).add_prefix("pred_")
+    df = pd.concat([meta.reset_index(drop=True), pr], axis=1)
     recon = df[df.edit == "none"].drop_duplicates("cf_of").set_index("cf_of")
     ed = df[(df.edit != "none") & df.cf_of.isin(recon.index)].reset_index(drop=True)
     r = recon.loc[ed.cf_of].reset_index(drop=True)
@@ -711,59 +849,79 @@ def counterfactual_effects(meta: pd.DataFrame, # counterfactual cache metadata (
     if "age" in ed: out["req_d_age"] = ed.age - r.age
     for m in MEASURES:
         out[f"req_d_{m}"], out[f"pred_d_{m}"] = ed[m] - r[m], ed[f"pred_mu_{m}"] - r[f"pred_mu_{m}"]
-    for l in LABELS: out[f"pred_d_p_{l}"] = ed[f"pred_p_{l}"] - r[f"pred_p_{l}"]
+    for l in TASKS: out[f"pred_d_p_{l}"] = ed[f"pred_p_{l}"] - r[f"pred_p_{l}"]
     return out
 
-# %% ../nbs/07_analysis.ipynb #eaf75f1f
+# %% ../nbs/07_analysis.ipynb #7705da35
 def _origin_slope(x, v) -> float:
+    "Least-squares slope of `v` on `x` through the origin (NaN when `x` is all zero)."
     return float(x @ v / (x @ x)) if (x @ x) > 0 else math.nan
 
+# %% ../nbs/07_analysis.ipynb #c6eb8ec5
+def _slope_row(x, v, levels: int, boots: list, ci: float) -> dict:
+    "Slope through 0 with its bootstrap CI, and the free fit when there are two or more levels."
+    fit = stats.linregress(x, v) if len(x) > 2 and levels > 1 else None
+    lo, hi = percentile_ci([_origin_slope(x[b], v[b]) for b in boots], ci) if boots \
+             else (math.nan, math.nan)
+    nan = math.nan
+    return dict(mean_requested=float(x.mean()) if len(x) else nan,
+                mean_change=float(v.mean()) if len(v) else nan,
+                slope=_origin_slope(x, v), slope_ci_low=lo, slope_ci_high=hi,
+                slope_free=fit.slope if fit else nan, intercept=fit.intercept if fit else nan,
+                r=fit.rvalue if fit else nan, p_value=fit.pvalue if fit else nan)
+
+# %% ../nbs/07_analysis.ipynb #1069dca7
 def dose_response(effects: pd.DataFrame, # `counterfactual_effects` output
                   n_boot: int = 0, ci: float = 0.95, seed: int = 0, # bootstrap over sources (cf_of)
                  ) -> pd.DataFrame:
     "Slope of predicted on requested change per edit and outcome: through 0 (with CI), and free."
-    rows = []
+    rows, outcomes = [], [f"pred_d_{m}" for m in MEASURES] + [f"pred_d_p_{l}" for l in TASKS]
     for feat, d in effects.groupby("edit_feature"):
-        x_req = f"req_d_{feat}" if f"req_d_{feat}" in d else "edit_sd"   # a sex flip has no dose: mean changes only
+        x_req = f"req_d_{feat}" if f"req_d_{feat}" in d else "edit_sd"   # a sex flip: no dose
         x, levels = d[x_req].to_numpy(float), d[x_req].round(6).nunique()
         boots = patient_resamples(d.cf_of.to_numpy(), n_boot, seed) if n_boot else []
-        for y in [f"pred_d_{m}" for m in MEASURES] + [f"pred_d_p_{l}" for l in LABELS]:
-            v = d[y].to_numpy(float)
-            fit = stats.linregress(x, v) if len(x) > 2 and levels > 1 else None
-            lo, hi = percentile_ci([_origin_slope(x[b], v[b]) for b in boots], ci) if n_boot \
-                     else (math.nan, math.nan)
+        for y in outcomes:
             rows.append(dict(edit_feature=feat, x=x_req, outcome=y[len("pred_d_"):], n=len(x),
                              n_sources=d.cf_of.nunique(), dose_levels=levels,
-                             mean_requested=float(x.mean()) if len(x) else math.nan,
-                             mean_change=float(v.mean()) if len(v) else math.nan,
-                             slope=_origin_slope(x, v),
-                             slope_ci_low=lo, slope_ci_high=hi,
-                             slope_free=fit.slope if fit else math.nan, intercept=fit.intercept if fit else math.nan,
-                             r=fit.rvalue if fit else math.nan, p_value=fit.pvalue if fit else math.nan))
+                             **_slope_row(x, d[y].to_numpy(float), levels, boots, ci)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_analysis.ipynb #e9c9ad4d
+# %% ../nbs/07_analysis.ipynb #cd504c59
+def _dose_panel(ax, x, v, slopes: pd.DataFrame, f: str, outcome: str, ylabel: str, identity: bool):
+    "One edit's predicted against requested change, its slope through 0 and the identity line."
+    ax.scatter(x, v, s=10, alpha=0.6)
+    s = slopes[(slopes.edit_feature == f) & (slopes.outcome == outcome)]
+    if len(s) and not math.isnan(s.slope.iloc[0]):
+        xs = np.linspace(min(x.min(), 0), max(x.max(), 0), 10)
+        ax.plot(xs, s.slope.iloc[0] * xs, "r-", label=f"slope {s.slope.iloc[0]:.2f}")
+        ax.legend(fontsize=8)
+    if identity:
+        lim = [min(x.min(), 0), max(x.max(), 0)]
+        ax.plot(lim, lim, "k:", lw=0.8)
+    ax.axhline(0, color="grey", lw=0.5)
+    unit = " (cm)" if f in MEASURES else " (sd)"
+    ax.set(xlabel=f"requested change of {f}{unit}", ylabel=ylabel, title=f"edit: {f}")
+
+# %% ../nbs/07_analysis.ipynb #8f851679
 def plot_dose_response(effects: pd.DataFrame, slopes: pd.DataFrame):
-    "Per edited measure: predicted vs requested change of that measure (top) and of p(composite) (bottom)."
-    feats = [f for f in effects.edit_feature.unique() if f in MEASURES] or list(effects.edit_feature.unique())[:1]
-    fig, axes = plt.subplots(2, max(len(feats), 1), figsize=(4 * max(len(feats), 1), 7), squeeze=False)
+    "Per edited measure: predicted vs requested change of that measure (top) and of p(composite)."
+    edited = list(effects.edit_feature.unique())
+    feats = [f for f in edited if f in MEASURES] or edited[:1]
+    cols = max(len(feats), 1)
+    fig, axes = plt.subplots(2, cols, figsize=(4 * cols, 7), squeeze=False)
     for j, f in enumerate(feats):
         d = effects[effects.edit_feature == f]
         x = d[f"req_d_{f}"] if f in MEASURES else d.edit_sd
-        for i, (y, lab) in enumerate([(f"pred_d_{f}" if f in MEASURES else "pred_d_p_composite", f"predicted change of {f}"),
-                                      ("pred_d_p_composite", "change of p(composite)")]):
-            ax = axes[i, j]; ax.scatter(x, d[y], s=10, alpha=0.6)
-            s = slopes[(slopes.edit_feature == f) & (slopes.outcome == y[len("pred_d_"):])]
-            if len(s) and not math.isnan(s.slope.iloc[0]):
-                xs = np.linspace(min(x.min(), 0), max(x.max(), 0), 10); ax.plot(xs, s.slope.iloc[0] * xs, "r-", label=f"slope {s.slope.iloc[0]:.2f}")
-                ax.legend(fontsize=8)
-            if i == 0 and f in MEASURES: lim = [min(x.min(), 0), max(x.max(), 0)]; ax.plot(lim, lim, "k:", lw=0.8)
-            ax.axhline(0, color="grey", lw=0.5); ax.set_xlabel(f"requested change of {f}" + (" (cm)" if f in MEASURES else " (sd)"))
-            ax.set_ylabel(lab); ax.set_title(f"edit: {f}")
+        top = f"pred_d_{f}" if f in MEASURES else "pred_d_p_composite"
+        panels = [(top, f"predicted change of {f}"),
+                  ("pred_d_p_composite", "change of p(composite)")]
+        for i, (y, lab) in enumerate(panels):
+            identity = i == 0 and f in MEASURES
+            _dose_panel(axes[i, j], x, d[y], slopes, f, y[len("pred_d_"):], lab, identity)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_analysis.ipynb #00e9f0de
+# %% ../nbs/07_analysis.ipynb #81bbb005
 RULER_FACTORS = {"log_heart_scale": "lvidd", "heart_density": "wall"}   # target -> its driver
 
 def read_factors(path: str | Path, # 01_phantom's factors.csv
@@ -775,6 +933,7 @@ def read_factors(path: str | Path, # 01_phantom's factors.csv
         raise ValueError(f"{path}: missing columns {missing}")
     return f.assign(log_heart_scale=np.log(f.heart_scale))[["cxr_filename", *RULER_FACTORS]]
 
+# %% ../nbs/07_analysis.ipynb #a8fab616
 def ruler_net(n_out: int = len(RULER_FACTORS), width: int = 16) -> torch.nn.Module:
     "Four stride-2 conv layers, global average pooling and a linear read-out."
     nn = torch.nn
@@ -783,10 +942,12 @@ def ruler_net(n_out: int = len(RULER_FACTORS), width: int = 16) -> torch.nn.Modu
     layers = [m for i, o in zip(w[:-1], w[1:]) for m in conv(i, o)]
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w[-1], n_out))
 
-# %% ../nbs/07_analysis.ipynb #ec90f6ae
+# %% ../nbs/07_analysis.ipynb #17ba3a7f
 def _unit(images) -> torch.Tensor:
+    "uint8 images (N, S, S) as floats in [0, 1], shape (N, 1, S, S)."
     return torch.as_tensor(np.asarray(images, dtype=np.float32) / 255.0)[:, None]
 
+# %% ../nbs/07_analysis.ipynb #5cc0585c
 def train_ruler(images, # uint8 (N, S, S) phantom training images
                 targets, # (N, T) true factors
                 epochs: int = 20, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
@@ -803,9 +964,12 @@ def train_ruler(images, # uint8 (N, S, S) phantom training images
         for idx in torch.randperm(len(x), generator=g).split(batch_size):
             if len(idx) < 2: continue   # batch norm needs two images
             loss = torch.nn.functional.mse_loss(net(x[idx]), t[idx])
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return dict(net=net.eval(), mean=mean, sd=sd)
 
+# %% ../nbs/07_analysis.ipynb #ead4fb76
 @torch.no_grad()
 def ruler_read(ruler: dict, images, batch_size: int = 256) -> np.ndarray:
     "The ruler's reading (N, T) of uint8 images, in the targets' units."
@@ -814,29 +978,33 @@ def ruler_read(ruler: dict, images, batch_size: int = 256) -> np.ndarray:
     out = np.concatenate(out) if out else np.zeros((0, len(ruler["mean"])))
     return out * ruler["sd"] + ruler["mean"]
 
-# %% ../nbs/07_analysis.ipynb #da88df29
+# %% ../nbs/07_analysis.ipynb #8ea29b1d
 def ruler_design(meta: pd.DataFrame) -> pd.DataFrame:
     "The conditions of each image on the ruler's scales: log LVIDd, log wall sum, male sex."
     return pd.DataFrame({"lvidd": np.log(meta.lvidd.to_numpy(float)),
                          "wall": np.log(meta.ivsd.to_numpy(float) + meta.lvpwd.to_numpy(float)),
                          "male": (meta.sex.to_numpy() == "M").astype(float)})
 
+# %% ../nbs/07_analysis.ipynb #2ba483fb
 def effect_slope(reading, # (N,) the ruler's reading of one target
                  design: pd.DataFrame, # `ruler_design`
                  driver: str) -> float:
     "Coefficient of `driver` in the least-squares fit of `reading` on the design (with intercept)."
     x = np.column_stack([np.ones(len(design)), design.to_numpy(float)])
-    keep = x.std(0) > 0; keep[0] = True        # drop constant columns (e.g. one sex only)
+    keep = x.std(0) > 0
+    keep[0] = True        # drop constant columns (e.g. one sex only), keep the intercept
     if driver not in design.columns[keep[1:]] or len(x) <= keep.sum(): return math.nan
     beta = np.linalg.lstsq(x[:, keep], np.asarray(reading, float), rcond=None)[0]
     return float(beta[1 + list(design.columns[keep[1:]]).index(driver)])
 
+# %% ../nbs/07_analysis.ipynb #d74b2e25
 def boot_slopes(reading, design: pd.DataFrame, ids, driver: str,
                 n_boot: int = 200, seed: int = 0) -> np.ndarray:
     "`effect_slope` on `n_boot` resamples of `ids` (patients, or images), each with all its rows."
     reading, boots = np.asarray(reading, float), patient_resamples(ids, n_boot, seed)
     return np.array([effect_slope(reading[b], design.iloc[b], driver) for b in boots])
 
+# %% ../nbs/07_analysis.ipynb #0bb01c80
 def fraction_of_effect(read_gen, design_gen, read_real, design_real, real_ids, driver: str,
                        n_boot: int = 200, ci: float = 0.95, seed: int = 0) -> dict:
     "Slope on generated ÷ slope on real images, with a bootstrap CI (real resampled by patient)."
@@ -848,6 +1016,7 @@ def fraction_of_effect(read_gen, design_gen, read_real, design_real, real_ids, d
     return dict(n=len(design_gen), slope_generated=sg, slope_real=sr, fraction=sg / sr,
                 fraction_ci_low=lo, fraction_ci_high=hi)
 
+# %% ../nbs/07_analysis.ipynb #bdb32b91
 def plot_ruler(read_real, design_real, read_gen=None, design_gen=None,
                target: str = "log_heart_scale"):
     "The ruler's reading against the driving condition, real test vs generated images."
@@ -859,10 +1028,23 @@ def plot_ruler(read_real, design_real, read_gen=None, design_gen=None,
         ax.scatter(d[drv], r, s=8, alpha=0.5, label=f"{name}, slope {effect_slope(r, d, drv):.2f}")
     ax.set_xlabel(f"log {'LVIDd' if drv == 'lvidd' else 'IVSd + LVPWd'}")
     ax.set_ylabel(f"ruler: {target}")
-    ax.legend(fontsize=8); fig.tight_layout()
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
-# %% ../nbs/07_analysis.ipynb #c120ebc4
+# %% ../nbs/07_analysis.ipynb #38cc46fa
+def _edit_changes(meta: pd.DataFrame, reading, driver: str) -> tuple:
+    "`(source ids, requested changes, reading changes)` of the edits of `driver` vs reconstruction."
+    d = ruler_design(meta).assign(read=np.asarray(reading, float), cf_of=meta.cf_of.to_numpy(),
+                                  edit=meta.edit.to_numpy())
+    recon = d[d.edit == "none"].drop_duplicates("cf_of").set_index("cf_of")
+    feats = ("lvidd",) if driver == "lvidd" else ("ivsd", "lvpwd")
+    keep = meta.edit_feature.isin(feats).to_numpy() & (d.edit != "none") & d.cf_of.isin(recon.index)
+    ed = d[keep].reset_index(drop=True)
+    x = ed[driver].to_numpy() - recon.loc[ed.cf_of, driver].to_numpy()
+    return ed.cf_of.to_numpy(), x, ed.read.to_numpy() - recon.loc[ed.cf_of, "read"].to_numpy()
+
+# %% ../nbs/07_analysis.ipynb #ef88bbf6
 def edit_fraction(meta: pd.DataFrame, # counterfactuals: cf_of, edit, edit_feature, echo, sex
                   reading, # (N,) the ruler's reading of one target, row-aligned with `meta`
                   driver: str, # "lvidd" or "wall"
@@ -870,23 +1052,17 @@ def edit_fraction(meta: pd.DataFrame, # counterfactuals: cf_of, edit, edit_featu
                   real_boot_slopes, # and its bootstrap slopes
                   n_boot: int = 200, ci: float = 0.95, seed: int = 0) -> dict:
     "Fraction of the true effect shown by edits: slope of reading on requested change ÷ real."
-    d = ruler_design(meta).assign(read=np.asarray(reading, float), cf_of=meta.cf_of.to_numpy(),
-                                  edit=meta.edit.to_numpy())
-    recon = d[d.edit == "none"].drop_duplicates("cf_of").set_index("cf_of")
-    feats = ("lvidd",) if driver == "lvidd" else ("ivsd", "lvpwd")
-    keep = meta.edit_feature.isin(feats).to_numpy() & (d.edit != "none") & d.cf_of.isin(recon.index)
-    ed = d[keep].reset_index(drop=True)
-    if not len(ed): return dict(n_edits=0)
-    x = ed[driver].to_numpy() - recon.loc[ed.cf_of, driver].to_numpy()
-    y = ed.read.to_numpy() - recon.loc[ed.cf_of, "read"].to_numpy()
-    boots = patient_resamples(ed.cf_of.to_numpy(), n_boot, seed)
+    ids, x, y = _edit_changes(meta, reading, driver)
+    if not len(ids): return dict(n_edits=0)
+    boots = patient_resamples(ids, n_boot, seed)
     ratios = [_origin_slope(x[b], y[b]) / s for b, s in zip(boots, real_boot_slopes)]
     lo, hi = percentile_ci(ratios, ci)
-    return dict(n_edits=len(ed), n_sources=ed.cf_of.nunique(), slope_edit=_origin_slope(x, y),
-                slope_real=slope_real,
-                fraction=_origin_slope(x, y) / slope_real, fraction_ci_low=lo, fraction_ci_high=hi)
+    return dict(n_edits=len(ids), n_sources=pd.Series(ids).nunique(),
+                slope_edit=_origin_slope(x, y), slope_real=slope_real,
+                fraction=_origin_slope(x, y) / slope_real,
+                fraction_ci_low=lo, fraction_ci_high=hi)
 
-# %% ../nbs/07_analysis.ipynb #028b106c
+# %% ../nbs/07_analysis.ipynb #91daf703
 def judge(diff, lo, hi, direction: int = 1) -> str:
     "Verdict on a claimed difference of sign `direction`, from its estimate and CI."
     if any(v is None or math.isnan(v) for v in (diff, lo, hi)): return "not evaluable"
@@ -896,12 +1072,14 @@ def judge(diff, lo, hi, direction: int = 1) -> str:
     if (direction > 0 and hi < 0) or (direction < 0 and lo > 0): return "contradicted"
     return "opposite direction, not significant"
 
+# %% ../nbs/07_analysis.ipynb #a5459acd
 def judge_noninferior(lo, # lower CI bound of (new − reference)
                       margin: float = 0.05) -> str:
     "Non-inferiority verdict: the interval of the difference lies above −margin."
     if lo is None or math.isnan(lo): return "not evaluable"
     return f"{'non-inferior' if lo > -margin else 'non-inferiority not shown'} (margin {margin:g})"
 
+# %% ../nbs/07_analysis.ipynb #05a0da38
 def holm(p_values) -> np.ndarray:
     "Holm's step-down adjusted p-values (NaN entries are left out and stay NaN)."
     p = np.asarray(p_values, dtype=float)
@@ -910,49 +1088,71 @@ def holm(p_values) -> np.ndarray:
     out[order] = np.minimum(1, np.maximum.accumulate((len(ok) - np.arange(len(ok))) * p[order]))
     return out
 
-# %% ../nbs/07_analysis.ipynb #38a9cb4f
-def _diff_row(t: pd.DataFrame, s: str, **where):
-    q = t[(t.set == s) & (t.metric == "auroc")]
-    for k, v in where.items(): q = q[q[k] == v]
-    return q.iloc[0] if len(q) else None
+# %% ../nbs/07_analysis.ipynb #780b21f2
+FID_ORDER = ("train_vs_test", "gen_vs_train", "gen_vs_test")   # the paper's order, smallest first
 
 def judge_fid_order(q: pd.DataFrame, # one extractor's `image_quality_table`, indexed by comparison
                    ) -> str:
     "Verdict on FID train-vs-test < gen-vs-train < gen-vs-test from the FID intervals."
-    keys = ("train_vs_test", "gen_vs_train", "gen_vs_test")
-    if not all(k in q.index and not math.isnan(q.fid[k]) for k in keys): return "not evaluable"
-    a, b, c = (q.loc[k] for k in keys)
+    if not all(k in q.index and not math.isnan(q.fid[k]) for k in FID_ORDER): return "not evaluable"
+    a, b, c = (q.loc[k] for k in FID_ORDER)
     if a.fid_ci_high < b.fid_ci_low and b.fid_ci_high < c.fid_ci_low: return "supported"
     return "same order, intervals overlap" if a.fid < b.fid < c.fid else "not supported"
 
-CLAIMS = [("base_genpos", 1, "Base+Gen(Pos) beats Base on composite AUROC", "0.80 vs 0.78", {}),
-          ("base_gen", 1, "Base+Gen beats Base on composite AUROC", "0.79 vs 0.78", {}),
-          ("gen", 0, "Gen alone performs comparably to Base on composite AUROC (non-inferiority)",
-           "0.75 vs 0.78", {}),
-          ("base_genpos", 1, "Base+Gen(Pos) beats Base in the under-60 group (composite AUROC)",
-           "0.86, +3.7%", {"age_group": "<60"})]
+# %% ../nbs/07_analysis.ipynb #46afa32d
+def _paper_vs_base(s: str) -> str:
+    return f"{PAPER_COMPOSITE_AUROC[s]:.2f} vs {PAPER_COMPOSITE_AUROC['base']:.2f}"
 
-# %% ../nbs/07_analysis.ipynb #2e8f0796
+CLAIMS = [("base_genpos", 1, "Base+Gen(Pos) beats Base on composite AUROC",
+           _paper_vs_base("base_genpos"), {}),
+          ("base_gen", 1, "Base+Gen beats Base on composite AUROC", _paper_vs_base("base_gen"), {}),
+          ("gen", 0, "Gen alone performs comparably to Base on composite AUROC (non-inferiority)",
+           _paper_vs_base("gen"), {}),
+          ("base_genpos", 1, "Base+Gen(Pos) beats Base in the under-60 group (composite AUROC)",
+           f"{PAPER_UNDER60['base_genpos']:.2f}, {PAPER_UNDER60['gain_over_base']}",
+           {"age_group": "<60"})]
+
+# %% ../nbs/07_analysis.ipynb #85d0fcd6
+def _diff_row(t: pd.DataFrame, s: str, **where):
+    "The AUROC row of set `s` in `t` (restricted to `where`), or None."
+    q = t[(t.set == s) & (t.metric == "auroc")]
+    for k, v in where.items(): q = q[q[k] == v]
+    return q.iloc[0] if len(q) else None
+
+# %% ../nbs/07_analysis.ipynb #3000d5ea
+def _evidence(r, s: str, pct: str) -> str:
+    "The numbers behind an AUROC claim, in words."
+    if math.isnan(r["diff"]):
+        return f"undefined ({r.n_images} images, {r.n_positive} positive: a class is missing)"
+    return (f"{TRAINING_SETS[s]} {r.estimate:.3f} vs Base {r.estimate - r['diff']:.3f}: "
+            f"{r['diff']:+.3f} AUROC, {pct} CI {r.diff_low:+.3f} to {r.diff_high:+.3f}, "
+            f"p={r.p_value:.3g} ({r.n_images} images, {r.n_positive} positive)")
+
+# %% ../nbs/07_analysis.ipynb #3e3ace6e
 def _claim_row(r, s: str, sign: int, claim: str, paper: str, pct: str, margin: float) -> dict:
     "One AUROC claim: evidence in words and its verdict (sign 0 = non-inferiority)."
     if r is None or "diff" not in r:
         return dict(claim=claim, paper=paper, this_run="set or group not in this run",
                     verdict="not evaluable")
-    if math.isnan(r["diff"]):
-        ev = f"undefined ({r.n_images} images, {r.n_positive} positive: a class is missing)"
-    else:
-        ev = (f"{TRAINING_SETS[s]} {r.estimate:.3f} vs Base {r.estimate - r['diff']:.3f}: "
-              f"{r['diff']:+.3f} AUROC, {pct} CI {r.diff_low:+.3f} to {r.diff_high:+.3f}, "
-              f"p={r.p_value:.3g} "
-              f"({r.n_images} images, {r.n_positive} positive)")
     verdict = judge_noninferior(r.diff_low, margin) if sign == 0 else \
               judge(r["diff"], r.diff_low, r.diff_high, sign)
-    return dict(claim=claim, paper=paper, this_run=ev, verdict=verdict,
+    return dict(claim=claim, paper=paper, this_run=_evidence(r, s, pct), verdict=verdict,
                 p_value=r.p_value if sign else math.nan)
 
+# %% ../nbs/07_analysis.ipynb #dd9552b3
+def _fid_claim_row(ext: str, q: pd.DataFrame) -> dict:
+    "The FID-order claim of extractor `ext` (`q`: its quality rows, indexed by comparison)."
+    ok = all(k in q.index for k in QUALITY_PAIRS)
+    fids = " < ".join(fmt_ci(q.fid[k], q.fid_ci_low[k], q.fid_ci_high[k], 2) for k in FID_ORDER) \
+           if ok else "incomplete"
+    paper = " < ".join(f"{PAPER_FID[k]:g}" for k in FID_ORDER)
+    return dict(claim=f"FID order train-vs-test < gen-vs-train < gen-vs-test ({ext})",
+                paper=paper, this_run=fids, verdict=judge_fid_order(q))
+
+# %% ../nbs/07_analysis.ipynb #e1805af4
 def paper_claims(table2: pd.DataFrame, # `metrics_table` output
                  age: pd.DataFrame | None = None, # `subgroup_table(..., "age_group")` output
-                 quality: pd.DataFrame | None = None, # `image_quality_table` output(s), concatenated
+                 quality: pd.DataFrame | None = None, # `image_quality_table` outputs, stacked
                  ci: float = 0.95,
                  margin: float = 0.05, # non-inferiority margin of Gen vs Base (AUROC)
                 ) -> pd.DataFrame:
@@ -960,23 +1160,18 @@ def paper_claims(table2: pd.DataFrame, # `metrics_table` output
     rows, pct = [], f"{round(100 * ci)}%"
     for s, sign, claim, paper, where in CLAIMS:
         t = table2 if not where else age
-        r = _diff_row(t[t.label == "composite"], s, **where) if t is not None and "label" in t else None
+        ok = t is not None and "label" in t
+        r = _diff_row(t[t.label == "composite"], s, **where) if ok else None
         rows.append(_claim_row(r, s, sign, claim, paper, pct, margin))
     for ext, q in ([] if quality is None or len(quality) == 0 else quality.groupby("extractor")):
-        q = q.set_index("comparison")
-        ok = all(k in q.index for k in QUALITY_PAIRS)
-        order = ("train_vs_test", "gen_vs_train", "gen_vs_test")
-        fids = " < ".join(fmt_ci(q.fid[k], q.fid_ci_low[k], q.fid_ci_high[k], 2) for k in order) \
-               if ok else "incomplete"
-        rows.append(dict(claim=f"FID order train-vs-test < gen-vs-train < gen-vs-test ({ext})",
-                         paper="4.07 < 9.62 < 13.5", this_run=fids, verdict=judge_fid_order(q)))
+        rows.append(_fid_claim_row(ext, q.set_index("comparison")))
     out = pd.DataFrame(rows).reindex(columns=["claim", "paper", "this_run", "verdict", "p_value"])
     out["p_holm"] = holm(out.p_value)
     weak = (out.verdict == "supported") & (out.p_holm >= 1 - ci)
     out.loc[weak, "verdict"] = "same direction, not significant after Holm adjustment"
     return out
 
-# %% ../nbs/07_analysis.ipynb #e8f8a23a
+# %% ../nbs/07_analysis.ipynb #8f60de62
 WEIGHTS_NAMES = {"vgg16_imagenet": "VGG16 of the perceptual loss (03_ddpm)",
                  "densenet121_imagenet": "DenseNet-121 diagnostic backbone (06_diagnostic)",
                  "inception_fid": "FID Inception-v3 (07_analysis)"}
@@ -993,13 +1188,52 @@ def weights_lines(weights: dict, # the `weights` entry of the run's manifest.jso
             for k, name in WEIGHTS_NAMES.items()]
     return [head, "", *rows, ""]
 
-# %% ../nbs/07_analysis.ipynb #12ab03f6
+# %% ../nbs/07_analysis.ipynb #f1f35891
+def _test_set_line(comp: pd.DataFrame, n_boot: int, ci: float) -> str:
+    "The test set's size and how the intervals were made (`comp`: composite AUROC rows)."
+    return (f"Test set: {comp.n_images.iloc[0]} images of {comp.n_patients.iloc[0]} patients, "
+            f"{comp.n_positive.iloc[0]} with the composite label. Intervals: {round(100 * ci)}% "
+            f"percentile bootstrap over patients ({n_boot} resamples); differences are paired "
+            "(same resamples) against Base.")
+
+# %% ../nbs/07_analysis.ipynb #445b7218
+def _comparisons_line(claims: pd.DataFrame, tables: list, ci: float) -> str:
+    "How many comparisons results.md makes, and how they are adjusted."
+    n_holm = int(claims.p_holm.notna().sum()) if "p_holm" in claims else 0
+    n_desc = sum(int(t.p_value.notna().sum()) for t in tables
+                 if t is not None and len(t) and "p_value" in t)
+    return (f"Comparisons: {len(claims)} claims are judged below. The {n_holm} that claim a "
+            f"difference and carry a p-value are Holm-adjusted together (supported only if the "
+            f"interval excludes 0 and the adjusted p < {1 - ci:.2g}); the non-inferiority and "
+            f"FID-order verdicts are read from the {round(100 * ci)}% intervals. The {n_desc} "
+            f"paired differences vs Base in the tables below are descriptive: their p-values are "
+            f"unadjusted.")
+
+# %% ../nbs/07_analysis.ipynb #0303f1ab
+def _composite_lines(comp: pd.DataFrame) -> list:
+    "Composite AUROC per set beside the paper's, with the difference from Base."
+    keys = ("diff", "diff_low", "diff_high", "p_value")
+    diff = lambda r: fmt_diff(*(r.get(k, math.nan) for k in keys))
+    rows = [dict(set=TRAINING_SETS[s], paper=f"{PAPER_COMPOSITE_AUROC[s]:.2f}",
+                 this_run=fmt_ci(r.estimate, r.ci_low, r.ci_high), vs_base=diff(r))
+            for s, r in comp.iterrows()]
+    return ["## Composite AUROC beside the paper", "", markdown_table(pd.DataFrame(rows)), ""]
+
+def _claims_lines(claims: pd.DataFrame) -> list:
+    "One bullet per claim: the paper, this run, the verdict."
+    p = lambda c: getattr(c, "p_holm", math.nan)
+    adj = lambda c: "" if math.isnan(p(c)) else f", Holm-adjusted p={p(c):.3g}"
+    return [f"- **{c.claim}** (paper: {c.paper}). This run: {c.this_run}{adj(c)}. "
+            f"Verdict: **{c.verdict}**." for c in claims.itertuples()]
+
+# %% ../nbs/07_analysis.ipynb #fcab0bdc
 def _fisher_ci(r, n, ci: float = 0.95, k: int = 0) -> str:
     "' (95% CI a to b)' for a correlation of `n` pairs (`k` covariates partialled out), or ''."
     if not (n - k > 3 and abs(r) < 1): return ""
     z, h = math.atanh(r), stats.norm.ppf((1 + ci) / 2) / math.sqrt(n - k - 3)
     return f" ({round(100 * ci)}% CI {math.tanh(z - h):.2f} to {math.tanh(z + h):.2f})"
 
+# %% ../nbs/07_analysis.ipynb #c59b948c
 def _fidelity_sentence(r, real: pd.DataFrame, ci: float) -> str:
     "One measure of the generated cohort, read by the Base ensemble, in words."
     s = (f"- Generated images, {r.target}: the Base ensemble's prediction correlates "
@@ -1015,6 +1249,7 @@ def _fidelity_sentence(r, real: pd.DataFrame, ci: float) -> str:
               f"slope {q.slope:.2f}")
     return s + "."
 
+# %% ../nbs/07_analysis.ipynb #d6b78512
 def _extension_sentences(fidelity, dose, ci: float = 0.95) -> list:
     "Conditioning fidelity and dose-response in words (checks the paper did not report)."
     out = []
@@ -1030,63 +1265,7 @@ def _extension_sentences(fidelity, dose, ci: float = 0.95) -> list:
                 for r in dose[dose.edit_feature == dose.outcome].itertuples()]
     return out
 
-# %% ../nbs/07_analysis.ipynb #106dc0fd
-def quality_display(quality: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    "The image-quality table for reading: each FID with its interval beside the null at the same n."
-    q = quality.reset_index(drop=True)
-    kid = lambda m, s: fmt_ci(m, digits=4) + (f" ± {s:.4f}" if not math.isnan(s) else "")
-    fid = [fmt_ci(*v, digits) for v in zip(q.fid, q.fid_ci_low, q.fid_ci_high)]
-    return pd.DataFrame({"extractor": q.extractor, "comparison": q.comparison,
-                         "n per set": q.n_first, "PCA k": q.pca_k, "FID (CI)": fid,
-                         "null FID": [f"{v:.{digits}f}" for v in q.fid_null],
-                         "KID": [kid(m, s) for m, s in zip(q.kid_mean, q.kid_std)],
-                         **{c: q[c] for c in ("precision", "recall", "density", "coverage")},
-                         "PRDC k": q.prdc_k,
-                         "paper FID": [f"{v:g}" if not math.isnan(v) else "" for v in q.paper_fid]})
-
-def _comparisons_line(claims: pd.DataFrame, tables: list, ci: float) -> str:
-    "How many comparisons results.md makes, and how they are adjusted."
-    n_holm = int(claims.p_holm.notna().sum()) if "p_holm" in claims else 0
-    n_desc = sum(int(t.p_value.notna().sum()) for t in tables
-                 if t is not None and len(t) and "p_value" in t)
-    return (f"Comparisons: {len(claims)} claims are judged below. The {n_holm} that claim a "
-            f"difference and carry a p-value are Holm-adjusted together (supported only if the "
-            f"interval excludes 0 and the adjusted p < {1 - ci:.2g}); the non-inferiority and "
-            f"FID-order verdicts are read from the {round(100 * ci)}% intervals. The {n_desc} "
-            f"paired differences vs Base in the tables below are descriptive: their p-values are "
-            f"unadjusted.")
-
-# %% ../nbs/07_analysis.ipynb #e53b88db
-def _claims_lines(claims: pd.DataFrame) -> list:
-    p = lambda c: getattr(c, "p_holm", math.nan)
-    adj = lambda c: "" if math.isnan(p(c)) else f", Holm-adjusted p={p(c):.3g}"
-    return [f"- **{c.claim}** (paper: {c.paper}). This run: {c.this_run}{adj(c)}. "
-            f"Verdict: **{c.verdict}**." for c in claims.itertuples()]
-
-def _power_lines(detectable: pd.DataFrame | None, power: float, ci: float) -> list:
-    if detectable is None or not len(detectable): return []
-    mult = detectable.multiplier.iloc[0]
-    return ["## Power: the smallest detectable composite AUROC difference", "",
-            f"Smallest true difference from Base each comparison detects with "
-            f"{round(100 * power)}% power in a two-sided test at α = {1 - ci:.2g}: "
-            f"(z_(1-α/2) + z_power) × SE = {mult:.2f} × SE, SE = the bootstrap SD of the paired "
-            "difference.", "",
-            markdown_table(detectable.drop(columns="multiplier")), ""]
-
-def _external_lines(external: pd.DataFrame | None) -> list:
-    head = ["## Fig. 4: internal validation cohort", ""]
-    if external is None or not len(external):
-        return head + ["Not computed: this run has no internal validation cohort "
-                       "(`06_diagnostic/predictions_external.csv` absent).", ""]
-    c, p = external[external.label == "composite"].iloc[0], external[external.paper != ""]
-    beside = pd.DataFrame({"label": p.label, "metric": p.metric.map(METRIC_NAMES),
-                           "set": p.set.map(TRAINING_SETS), "paper": p.paper,
-                           "this run": [fmt_ci(*v) for v in zip(p.estimate, p.ci_low, p.ci_high)]})
-    return head + [f"{c.n_images} images of {c.n_patients} patients, {c.n_positive} with the "
-                   "composite label; never used for training or model selection. Paired "
-                   "differences vs Base on the same patient resamples.", "",
-                   markdown_table(beside), "", markdown_table(display_table(external)), ""]
-
+# %% ../nbs/07_analysis.ipynb #d2bdebee
 def _ruler_lines(accuracy: pd.DataFrame | None, fractions: pd.DataFrame | None,
                  ci: float = 0.95) -> list:
     "The phantom ruler: its accuracy on the test split and the fractions of the true effect."
@@ -1102,7 +1281,76 @@ def _ruler_lines(accuracy: pd.DataFrame | None, fractions: pd.DataFrame | None,
                    f"effect reproduced (1 = all; {round(100 * ci)}% bootstrap CI; {r.note}).")
     return out + [""]
 
-# %% ../nbs/07_analysis.ipynb #c883d08d
+# %% ../nbs/07_analysis.ipynb #bc16aa9b
+def _power_lines(detectable: pd.DataFrame | None, power: float, ci: float) -> list:
+    "The smallest detectable composite AUROC difference per comparison."
+    if detectable is None or not len(detectable): return []
+    mult = detectable.multiplier.iloc[0]
+    return ["## Power: the smallest detectable composite AUROC difference", "",
+            f"Smallest true difference from Base each comparison detects with "
+            f"{round(100 * power)}% power in a two-sided test at α = {1 - ci:.2g}: "
+            f"(z_(1-α/2) + z_power) × SE = {mult:.2f} × SE, SE = the bootstrap SD of the paired "
+            "difference.", "",
+            markdown_table(detectable.drop(columns="multiplier")), ""]
+
+# %% ../nbs/07_analysis.ipynb #04329cdd
+def _external_lines(external: pd.DataFrame | None) -> list:
+    "Fig. 4: the internal validation cohort beside the paper, or why it is missing."
+    head = ["## Fig. 4: internal validation cohort", ""]
+    if external is None or not len(external):
+        return head + ["Not computed: this run has no internal validation cohort "
+                       "(`06_diagnostic/predictions_external.csv` absent).", ""]
+    c, p = external[external.label == "composite"].iloc[0], external[external.paper != ""]
+    beside = pd.DataFrame({"label": p.label, "metric": p.metric.map(METRIC_NAMES),
+                           "set": p.set.map(TRAINING_SETS), "paper": p.paper,
+                           "this run": [fmt_ci(*v) for v in zip(p.estimate, p.ci_low, p.ci_high)]})
+    return head + [f"{c.n_images} images of {c.n_patients} patients, {c.n_positive} with the "
+                   "composite label; never used for training or model selection. Paired "
+                   "differences vs Base on the same patient resamples.", "",
+                   markdown_table(beside), "", markdown_table(display_table(external)), ""]
+
+# %% ../nbs/07_analysis.ipynb #71d3f73d
+def _subgroup_lines(age: pd.DataFrame | None, sex: pd.DataFrame | None) -> list:
+    "Table 4 / Fig. 5 and Fig. 8 as markdown, each with its subgroups' notes."
+    md = []
+    for title, t, by in [("Table 4 / Fig. 5: composite by age group", age, "age_group"),
+                         ("Fig. 8: composite by sex", sex, "sex")]:
+        if t is None: continue
+        md += [f"## {title}", "", markdown_table(display_table(t, rows=(by, "metric"))), ""]
+        notes = t.drop_duplicates(by)[[by, "note"]].itertuples(index=False)
+        md += [f"- {by} {g}: {n}" for g, n in notes if n] + [""]
+    return md
+
+# %% ../nbs/07_analysis.ipynb #ea9df680
+def quality_display(quality: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    "The image-quality table for reading: each FID with its interval beside the null at the same n."
+    q = quality.reset_index(drop=True)
+    kid = lambda m, s: fmt_ci(m, digits=4) + (f" ± {s:.4f}" if not math.isnan(s) else "")
+    fid = [fmt_ci(*v, digits) for v in zip(q.fid, q.fid_ci_low, q.fid_ci_high)]
+    return pd.DataFrame({"extractor": q.extractor, "comparison": q.comparison,
+                         "n per set": q.n_first, "PCA k": q.pca_k, "FID (CI)": fid,
+                         "null FID": [f"{v:.{digits}f}" for v in q.fid_null],
+                         "KID": [kid(m, s) for m, s in zip(q.kid_mean, q.kid_std)],
+                         **{c: q[c] for c in ("precision", "recall", "density", "coverage")},
+                         "PRDC k": q.prdc_k,
+                         "paper FID": [f"{v:g}" if not math.isnan(v) else "" for v in q.paper_fid]})
+
+# %% ../nbs/07_analysis.ipynb #0dccfb6d
+def _table_lines(quality, calibration, fidelity, dose) -> list:
+    "Image quality, calibration, conditioning fidelity and dose-response tables as markdown."
+    md = []
+    if quality is not None and len(quality):
+        md += ["## Image quality (equal n, real-train PCA space; null = two disjoint real-train "
+               "samples at the same n)", "", markdown_table(quality_display(quality)), ""]
+    for title, t in [("Fig. 7: calibration (ECE, equal-width bins)", calibration),
+                     ("Conditioning fidelity of the Gen cohort (Base ensemble's predictions vs "
+                      "requested conditions)", fidelity),
+                     ("Counterfactual dose-response (predicted vs requested change, vs the "
+                      "reconstruction)", dose)]:
+        if t is not None and len(t): md += [f"## {title}", "", markdown_table(t), ""]
+    return md
+
+# %% ../nbs/07_analysis.ipynb #c6b3d9b6
 def results_markdown(run_name: str,
                      table2: pd.DataFrame, # `metrics_table`
                      claims: pd.DataFrame, # `paper_claims`
@@ -1118,61 +1366,55 @@ def results_markdown(run_name: str,
                      ruler: tuple | None = None, # (accuracy, fractions) of the phantom ruler
                     ) -> str:
     "The run's results summary as markdown."
-    pct, t2 = f"{round(100 * ci)}%", table2
+    t2 = table2
     comp = t2[(t2.label == "composite") & (t2.metric == "auroc")].set_index("set")
     md = [f"# Results of run `{run_name}`", "",
           *(weights_lines(weights) if weights is not None else []),
-          f"Test set: {comp.n_images.iloc[0]} images of {comp.n_patients.iloc[0]} patients, {comp.n_positive.iloc[0]} with the composite label. "
-          f"Intervals: {pct} percentile bootstrap over patients ({n_boot} resamples); differences are paired (same resamples) against Base.", "",
+          _test_set_line(comp, n_boot, ci), "",
           _comparisons_line(claims, [t2, age, sex, external], ci), "",
-          "## Composite AUROC beside the paper", "",
-          markdown_table(pd.DataFrame([dict(set=TRAINING_SETS[s], paper=f"{PAPER_COMPOSITE_AUROC[s]:.2f}",
-                                            this_run=fmt_ci(r.estimate, r.ci_low, r.ci_high),
-                                            vs_base=fmt_diff(r.get("diff", math.nan), r.get("diff_low", math.nan), r.get("diff_high", math.nan), r.get("p_value", math.nan)))
-                                       for s, r in comp.iterrows()])), "",
+          *_composite_lines(comp),
           "## The paper's claims", "", *_claims_lines(claims),
           *_extension_sentences(fidelity, dose, ci), ""]
     md += _ruler_lines(*(ruler or (None, None)), ci)
     md += _power_lines(detectable, power, ci) + _external_lines(external)
     md += ["## Table 2: every metric, label and training set", "",
            markdown_table(display_table(t2)), ""]
-    for title, t, by in [("Table 4 / Fig. 5: composite by age group", age, "age_group"), ("Fig. 8: composite by sex", sex, "sex")]:
-        if t is not None:
-            md += [f"## {title}", "", markdown_table(display_table(t, rows=(by, "metric"))), ""]
-            md += [f"- {by} {g}: {n}" for g, n in t.drop_duplicates(by)[[by, "note"]].itertuples(index=False) if n]
-            md += [""]
-    if quality is not None and len(quality):
-        md += ["## Image quality (equal n, real-train PCA space; null = two disjoint real-train "
-               "samples at the same n)", "",
-               markdown_table(quality_display(quality)), ""]
-    for title, t in [("Fig. 7: calibration (ECE, equal-width bins)", calibration),
-                     ("Conditioning fidelity of the Gen cohort (Base ensemble's predictions vs requested conditions)", fidelity),
-                     ("Counterfactual dose-response (predicted vs requested change, vs the reconstruction)", dose)]:
-        if t is not None and len(t): md += [f"## {title}", "", markdown_table(t), ""]
+    md += _subgroup_lines(age, sex) + _table_lines(quality, calibration, fidelity, dose)
     md += ["## Not computed / notes", ""] + ([f"- {n}" for n in notes] or ["- nothing missing"])
     return "\n".join(md) + "\n"
 
-# %% ../nbs/07_analysis.ipynb #5746829c
-def save_figure(fig, stem: str | Path) -> list:
-    "Save `fig` as `<stem>.png` and `<stem>.pdf` (atomically); returns the paths."
-    return [save_fig(fig, Path(stem).with_suffix(ext)) for ext in (".png", ".pdf")]
+# %% ../nbs/07_analysis.ipynb #ef9780fa
+def save_figure(fig, stem: str | Path):
+    "Save `fig` as `<stem>.pdf` and, by core's `save_fig`, `<stem>.png`; returns `fig`."
+    with atomic_path(Path(stem).with_suffix(".pdf")) as tmp: fig.savefig(tmp, bbox_inches="tight")
+    return save_fig(fig, Path(stem).with_suffix(".png"))
 
+# %% ../nbs/07_analysis.ipynb #e42af478
 def subsample(df: pd.DataFrame, n: int, seed: int = 0, by: str | None = None) -> pd.DataFrame:
-    "At most `n` rows of `df` by a seeded draw, in their original order; with `by`, whole groups of rows."
+    "At most `n` rows of `df` by a seeded draw, in their original order; with `by`, whole groups."
     if len(df) <= n: return df
     if by is None: return df.sample(n, random_state=seed).sort_index()
     groups = df[by].drop_duplicates().sample(frac=1, random_state=seed)
     sizes = df[by].value_counts().reindex(groups).cumsum()
     return df[df[by].isin(sizes[sizes <= n].index)]
 
-def run_auroc_table(pred: pd.DataFrame, sets: list | None = None, label: str = "composite") -> pd.DataFrame:
+# %% ../nbs/07_analysis.ipynb #c1261137
+def _run_columns(pred: pd.DataFrame, s: str, label: str) -> list:
+    "The per-run probability columns `{s}_run{k}_p_{label}` of set `s`, sorted."
+    tail = f"_p_{label}"
+    is_run = lambda c: (c.startswith(f"{s}_run") and c.endswith(tail)
+                        and c[len(s) + 4:-len(tail)].isdigit())
+    return sorted(c for c in pred.columns if is_run(c))
+
+# %% ../nbs/07_analysis.ipynb #00a09750
+def run_auroc_table(pred: pd.DataFrame, sets: list | None = None,
+                    label: str = "composite") -> pd.DataFrame:
     "AUROC of each run and of the ensemble (the mean probability), per training set."
-    sets, rows = sets or training_sets(pred), []
-    y = pred[LABELS[label]]
+    sets, rows, y = sets or training_sets(pred), [], pred[TASKS[label]]
+    auroc = lambda p: binary_metrics(y, p, ("auroc",))["auroc"]
     for s in sets:
-        runs = sorted(c for c in pred.columns if c.startswith(f"{s}_run") and c.endswith(f"_p_{label}") and c[len(s) + 4:-len(f"_p_{label}")].isdigit())
-        a = [binary_metrics(y, pred[c], ("auroc",))["auroc"] for c in runs]
-        rows.append(dict(set=s, n_runs=len(runs), run_auroc_mean=np.mean(a) if a else math.nan,
+        a = [auroc(pred[c]) for c in _run_columns(pred, s, label)]
+        rows.append(dict(set=s, n_runs=len(a), run_auroc_mean=np.mean(a) if a else math.nan,
                          run_auroc_sd=np.std(a, ddof=1) if len(a) > 1 else math.nan,
-                         ensemble_auroc=binary_metrics(y, pred[f"{s}_p_{label}"], ("auroc",))["auroc"]))
+                         ensemble_auroc=auroc(pred[f"{s}_p_{label}"])))
     return pd.DataFrame(rows)

@@ -4,91 +4,115 @@
 
 # %% ../nbs/05_cohort.ipynb #df9bb2c8
 from __future__ import annotations
-import math, time
+import argparse, math, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+import torch.nn.functional as F
+import matplotlib.pyplot as plt
+from accelerate import Accelerator
+from PIL import Image
 from scipy import stats
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 from .core import *
-from .preprocessing import (CONTINUOUS, SCHEMA_COLUMNS, PLAUSIBLE_RANGES, FeatureScaler, derive_labels,
-                                     build_cache, load_cache)
+from .preprocessing import FeatureScaler, build_cache, load_cache
+from .phantom import write_dicom
+from .ddpm import SAMPLERS, CondDDPM, load_ddpm, sample, to_uint8
 
 # %% auto #0
-__all__ = ['PAPER_COHORT_SPEC', 'PAPER_COHORT_SIZE', 'SAMPLERS', 'SYNTHETIC_DICOM_ATTRS', 'PAPER_TABLE1', 'feature_distribution',
-           'cohort_distributions', 'sample_features', 'cohort_metadata', 'gen_positives', 'batch_seed', 'n_batches',
-           'process_batches', 'part_path', 'plan_generation', 'to_uint8', 'sample_images', 'write_synthetic_image',
-           'generate_cohort', 'merge_cohort', 'generate_cohort_distributed', 'main', 'cohort_table',
-           'plot_feature_histograms', 'plot_label_sex_grid', 'match_conditions', 'plot_cross_matched', 'pixel_features',
-           'nearest_neighbours', 'memorization_check', 'plot_memorization', 'sampler_throughput']
-
-# %% ../nbs/05_cohort.ipynb #0200bce5
-PAPER_COHORT_SPEC = {"age": {"mean": 58.6, "sd": 13.4}, "ivsd": {"mean": 1.26, "sd": 0.32},
-                     "lvidd": {"mean": 5.01, "sd": 0.86}, "lvpwd": {"mean": 1.21, "sd": 0.29},
-                     "sex": {"p_male": 0.505}}  # the published Gen cohort (Results), clinical units
-PAPER_COHORT_SIZE = 20290
+__all__ = ['SYNTHETIC_DICOM_ATTRS', 'feature_distribution', 'cohort_distributions', 'sample_features', 'cohort_metadata',
+           'gen_positives', 'batch_seed', 'n_batches', 'process_batches', 'part_path', 'plan_generation',
+           'sample_images', 'write_synthetic_image', 'generate_cohort', 'merge_cohort', 'generate_cohort_distributed',
+           'main', 'cohort_table', 'plot_feature_histograms', 'plot_label_sex_grid', 'match_conditions',
+           'plot_cross_matched', 'pixel_features', 'nearest_neighbours', 'memorization_check', 'plot_memorization',
+           'sampler_throughput']
 
 # %% ../nbs/05_cohort.ipynb #fb45b488
-def _number(x, where):
+def _number(x, where) -> float:
+    "`x` as a float; a `ParamError` naming `where` unless it is a finite number."
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
         raise ParamError(f"{where} must be a finite number, got {x!r}")
     return float(x)
 
+# %% ../nbs/05_cohort.ipynb #55810321
+def _normal(name: str, rule: dict, scaler) -> tuple | None:
+    "The (mean, sd) in clinical units that `rule` asks for; None for `{resample: True}`."
+    where, keys = f"cohort_spec[{name!r}]", set(rule)
+    if keys == {"resample"}:
+        if rule["resample"] is not True:
+            raise ParamError(f"{where}: resample must be true, got {rule['resample']!r}")
+        return None
+    if keys and keys <= {"shift_z", "sd_z"}:
+        mu, s = scaler.mean[name], scaler.std[name]
+        shift = _number(rule.get("shift_z", 0.0), f"{where}['shift_z']")
+        return mu + shift * s, _number(rule.get("sd_z", 1.0), f"{where}['sd_z']") * s
+    if keys == {"mean", "sd"}:
+        return _number(rule["mean"], f"{where}['mean']"), _number(rule["sd"], f"{where}['sd']")
+    raise ParamError(f"{where}: expected keys shift_z/sd_z (training z units), mean+sd "
+                     f"(clinical units) or resample, got {sorted(keys)}")
+
+# %% ../nbs/05_cohort.ipynb #449254d4
 def feature_distribution(name: str, # a continuous feature, one of CONTINUOUS
                          rule: dict, # {shift_z, sd_z}, {mean, sd} or {resample: True}
                          scaler, # the training FeatureScaler (its .mean/.std in clinical units)
                          ranges: dict = PLAUSIBLE_RANGES, # {feature: (low, high)} truncation limits
                         ):
-    "The truncated normal (a frozen `scipy.stats.truncnorm`) that `rule` asks for, or None to resample."
+    "The truncated normal (a frozen `scipy.stats.truncnorm`) `rule` asks for, or None to resample."
     where = f"cohort_spec[{name!r}]"
     if not isinstance(rule, dict): raise ParamError(f"{where} must be a dict, got {rule!r}")
-    keys = set(rule)
-    if keys == {"resample"}:
-        if rule["resample"] is not True: raise ParamError(f"{where}: resample must be true, got {rule['resample']!r}")
-        return None
-    if keys and keys <= {"shift_z", "sd_z"}:
-        mu, s = scaler.mean[name], scaler.std[name]
-        mean, sd = mu + _number(rule.get("shift_z", 0.0), f"{where}['shift_z']") * s, _number(rule.get("sd_z", 1.0), f"{where}['sd_z']") * s
-    elif keys == {"mean", "sd"}: mean, sd = _number(rule["mean"], f"{where}['mean']"), _number(rule["sd"], f"{where}['sd']")
-    else: raise ParamError(f"{where}: expected keys shift_z/sd_z (training z units), mean+sd (clinical units) or resample, got {sorted(keys)}")
-    lo, hi = ranges[name]
+    if (normal := _normal(name, rule, scaler)) is None: return None
+    (mean, sd), (lo, hi) = normal, ranges[name]
     if not sd > 0: raise ParamError(f"{where}: the standard deviation must be > 0, got {sd:g}")
-    if not lo <= mean <= hi: raise ParamError(f"{where}: mean {mean:.3g} lies outside the plausible range {lo:g}-{hi:g}")
+    if not lo <= mean <= hi:
+        raise ParamError(f"{where}: mean {mean:.3g} lies outside the plausible range {lo:g}-{hi:g}")
     return stats.truncnorm((lo - mean) / sd, (hi - mean) / sd, loc=mean, scale=sd)
 
+# %% ../nbs/05_cohort.ipynb #8b1b0c55
+def _p_male(sex) -> float | None:
+    "p(male) of the sex rule; None for `{resample: True}`."
+    if sex == {"resample": True}: return None
+    if (isinstance(sex, dict) and set(sex) == {"p_male"}
+            and 0 <= _number(sex["p_male"], "cohort_spec['sex']['p_male']") <= 1):
+        return float(sex["p_male"])
+    raise ParamError(f"cohort_spec['sex'] must be {{'p_male': p}} with 0 <= p <= 1 "
+                     f"or {{'resample': True}}, got {sex!r}")
+
 # %% ../nbs/05_cohort.ipynb #39ec5e8b
-def cohort_distributions(spec: dict, # {feature: rule}; see `feature_distribution`; {} or {resample: True} resamples all
+def cohort_distributions(spec: dict, # {feature: rule} (see `feature_distribution`); {}: resample
                          scaler, # the training FeatureScaler
                          ranges: dict = PLAUSIBLE_RANGES, # truncation limits per continuous feature
                         ) -> dict:
-    "Check a cohort specification: {feature: truncnorm or None (resample)}, and p(male) (None = resample) under sex."
+    "Check a cohort specification: {feature: truncnorm or None (resample)}, and p(male) under sex."
     if not isinstance(spec, dict): raise ParamError(f"cohort_spec must be a dict, got {spec!r}")
     if spec == {"resample": True}: spec = {}
     unknown = sorted(set(spec) - {*CONTINUOUS, "sex"})
-    if unknown: raise ParamError(f"cohort_spec: unknown feature(s) {unknown}; features are {[*CONTINUOUS, 'sex']}")
-    out = {c: feature_distribution(c, spec.get(c, {"resample": True}), scaler, ranges) for c in CONTINUOUS}
-    sex = spec.get("sex", {"resample": True})
-    if sex == {"resample": True}: out["sex"] = None
-    elif isinstance(sex, dict) and set(sex) == {"p_male"} and 0 <= _number(sex["p_male"], "cohort_spec['sex']['p_male']") <= 1:
-        out["sex"] = float(sex["p_male"])
-    else: raise ParamError(f"cohort_spec['sex'] must be {{'p_male': p}} with 0 <= p <= 1 or {{'resample': True}}, got {sex!r}")
+    if unknown: raise ParamError(f"cohort_spec: unknown feature(s) {unknown}; "
+                                 f"features are {[*CONTINUOUS, 'sex']}")
+    rule = lambda c: spec.get(c, {"resample": True})
+    out = {c: feature_distribution(c, rule(c), scaler, ranges) for c in CONTINUOUS}
+    out["sex"] = _p_male(rule("sex"))
     return out
 
 # %% ../nbs/05_cohort.ipynb #bc86231f
 def sample_features(spec: dict, # the cohort specification (see `cohort_distributions`)
                     scaler, # the training FeatureScaler
-                    train: pd.DataFrame, # training rows (age, sex, ivsd, lvidd, lvpwd) to resample from
+                    train: pd.DataFrame, # training rows (age, sex, ivsd, lvidd, lvpwd) to resample
                     n: int, # number of rows to draw
                     seed: int = 0, # seed of the draw
                     ranges: dict = PLAUSIBLE_RANGES, # truncation limits
                    ) -> pd.DataFrame:
     "Draw `n` synthetic patients' conditions (age, sex, ivsd, lvidd, lvpwd) following `spec`."
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ParamError(f"cohort size must be a positive integer, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ParamError(f"cohort size must be a positive integer, got {n!r}")
     dists = cohort_distributions(spec, scaler, ranges)
     rng = np.random.default_rng(seed)
     rows = train.iloc[rng.integers(0, len(train), n)].reset_index(drop=True)
     out = pd.DataFrame(index=pd.RangeIndex(n))
-    for c in CONTINUOUS: out[c] = rows[c].to_numpy(float) if dists[c] is None else dists[c].rvs(n, random_state=rng)
-    out["sex"] = rows["sex"].to_numpy() if dists["sex"] is None else np.where(rng.random(n) < dists["sex"], "M", "F")
+    for c in CONTINUOUS:
+        out[c] = rows[c].to_numpy(float) if dists[c] is None else dists[c].rvs(n, random_state=rng)
+    p = dists["sex"]
+    out["sex"] = rows["sex"].to_numpy() if p is None else np.where(rng.random(n) < p, "M", "F")
     return out[["age", "sex", "ivsd", "lvidd", "lvpwd"]]
 
 # %% ../nbs/05_cohort.ipynb #d902a248
@@ -96,7 +120,7 @@ def cohort_metadata(features: pd.DataFrame, # sampled conditions (see `sample_fe
                     scaler, # the training FeatureScaler, for the requested z-values
                     prefix: str = "gen", # id prefix of the synthetic patients
                    ) -> pd.DataFrame:
-    "CheXchoNet-schema rows for a synthetic cohort: ids, DICOM paths, conditions, `derive_labels` labels, split, source, z-values."
+    "CheXchoNet-schema rows of a synthetic cohort: ids, paths, conditions, labels, split, z-values."
     df = derive_labels(features.reset_index(drop=True))
     ids = [f"{prefix}{i:06d}" for i in range(len(df))]
     df["patient_id"], df["cxr_filename"] = ids, [f"{i}.dcm" for i in ids]
@@ -106,6 +130,7 @@ def cohort_metadata(features: pd.DataFrame, # sampled conditions (see `sample_fe
     for j, c in enumerate(scaler.cols): df[f"z_{c}"] = z[:, j]
     return df[[*SCHEMA_COLUMNS, "split", "source", *[c for c in df if c.startswith("z_")]]]
 
+# %% ../nbs/05_cohort.ipynb #cc80569a
 def gen_positives(meta: pd.DataFrame) -> pd.DataFrame:
     "Gen(Pos): the rows of a cohort that are composite (SLVH or DLV) positive."
     return meta[meta["composite_slvh_dlv"] == 1]
@@ -119,6 +144,7 @@ def batch_seed(seed: int, # the run's seed
 
 def n_batches(n: int, batch_size: int) -> int: return math.ceil(n / batch_size)
 
+# %% ../nbs/05_cohort.ipynb #c7507747
 def process_batches(n_batches: int, # batches in the cohort
                     process_index: int = 0, # this process (Accelerator().process_index)
                     num_processes: int = 1, # all processes (Accelerator().num_processes)
@@ -126,87 +152,111 @@ def process_batches(n_batches: int, # batches in the cohort
     "The batches this process generates: every `num_processes`-th, from its index."
     return list(range(process_index, n_batches, num_processes))
 
-def part_path(gen_dir, batch: int) -> Path: return Path(gen_dir) / "parts" / f"batch_{batch:05d}.csv"
+def part_path(gen_dir, batch: int) -> Path:
+    return Path(gen_dir) / "parts" / f"batch_{batch:05d}.csv"
+
+# %% ../nbs/05_cohort.ipynb #4e4bd264
+def _plan(sampler, steps, eta, guidance_scale, batch_size, seed, n) -> dict:
+    "The settings of a generation, checked (steps are recorded for every sampler but ddpm)."
+    if sampler not in SAMPLERS:
+        raise ParamError(f"cohort_sampler must be one of {SAMPLERS}, got {sampler!r}")
+    for k, v in dict(steps=steps, batch_size=batch_size).items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ParamError(f"cohort {k} must be a positive integer, got {v!r}")
+    return dict(sampler=sampler, steps=None if sampler == "ddpm" else steps, eta=float(eta),
+                guidance_scale=float(guidance_scale), batch_size=batch_size, seed=seed,
+                n=n, n_batches=n_batches(n, batch_size))
+
+# %% ../nbs/05_cohort.ipynb #b9ff88c5
+def _check_same_plan(gen_dir: Path, plan: dict, csv: str) -> None:
+    "Refuse a folder that holds a generation with another plan or other requested rows."
+    old = load_json(gen_dir / "plan.json")
+    diff = {k: (old.get(k), v) for k, v in plan.items() if old.get(k) != v}
+    if diff or (gen_dir / "requested.csv").read_text() != csv:
+        raise ParamError(f"{gen_dir} already holds a generation with another plan "
+                         f"(was, now: {diff or 'other requested rows'}); "
+                         "delete that folder or use another run_name")
 
 # %% ../nbs/05_cohort.ipynb #9857817a
-SAMPLERS = ("ddim", "ddpm")
-
 def plan_generation(gen_dir, # the cohort folder, `<run>/05_cohort/gen`
                     meta: pd.DataFrame, # the requested rows (see `cohort_metadata`)
-                    sampler: str = "ddim", # "ddim" or "ddpm" (the published ancestral sampler)
-                    steps: int = 50, # DDIM steps (ddpm takes all of the model's T steps)
+                    sampler: str = "ddim", # one of 03's SAMPLERS; "ddpm" is the published one
+                    steps: int = 50, # sampler steps (ddpm takes all of the model's T steps)
                     eta: float = 0.0, # DDIM eta
                     guidance_scale: float = 1.0, # classifier-free guidance scale
                     batch_size: int = 16, # rows per batch
                     seed: int = 0, # base seed of the batch seeds
                    ) -> dict:
-    "Write the plan of a generation to `gen_dir` (or check that it equals the plan already there); returns it."
-    if sampler not in SAMPLERS: raise ParamError(f"cohort_sampler must be one of {SAMPLERS}, got {sampler!r}")
-    for k, v in dict(steps=steps, batch_size=batch_size).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ParamError(f"cohort {k} must be a positive integer, got {v!r}")
-    gen_dir = Path(gen_dir); gen_dir.mkdir(parents=True, exist_ok=True)
-    plan = dict(sampler=sampler, steps=steps if sampler == "ddim" else None, eta=float(eta), guidance_scale=float(guidance_scale),
-                batch_size=batch_size, seed=seed, n=len(meta), n_batches=n_batches(len(meta), batch_size))
+    "Write the plan of a generation to `gen_dir` (or check it equals the plan there); returns it."
+    plan = _plan(sampler, steps, eta, guidance_scale, batch_size, seed, len(meta))
+    gen_dir = Path(gen_dir)
+    gen_dir.mkdir(parents=True, exist_ok=True)
     csv = meta.to_csv(index=False)
     if (gen_dir / "plan.json").exists():
-        old = load_json(gen_dir / "plan.json")
-        diff = {k: (old.get(k), v) for k, v in plan.items() if old.get(k) != v}
-        if diff or (gen_dir / "requested.csv").read_text() != csv:
-            raise ParamError(f"{gen_dir} already holds a generation with another plan (was, now: {diff or 'other requested rows'}); "
-                             "delete that folder or use another run_name")
+        _check_same_plan(gen_dir, plan, csv)
         return plan
     with atomic_write(gen_dir / "requested.csv", newline="") as f: f.write(csv)
     save_json(plan, gen_dir / "plan.json")  # written last: the plan exists only with its rows
     return plan
 
 # %% ../nbs/05_cohort.ipynb #328646e5
-def to_uint8(x: torch.Tensor, # images in [-1, 1], (N, 1, S, S)
-            ) -> np.ndarray:
-    "Images in [-1, 1] as uint8 arrays (N, S, S)."
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].cpu().numpy()
-
 def sample_images(model, # a CondDDPM (see `load_ddpm`), on its device
                   rows: pd.DataFrame, # one row of conditions per image
-                  sampler: str = "ddim", # "ddim" or "ddpm"
-                  steps: int = 50, # DDIM steps
+                  sampler: str = "ddim", # one of 03's SAMPLERS
+                  steps: int = 50, # sampler steps (ddpm takes all of the model's T steps)
                   eta: float = 0.0, # DDIM eta
                   guidance_scale: float = 1.0, # classifier-free guidance scale
                   seed: int = 0, # seed of the start noise (and of DDPM's per-step noise)
                  ) -> np.ndarray:
     "Generate one uint8 image (S, S) per row of `rows`, reproducibly from `seed`."
-    from cxr_nbdev.ddpm import sample_ddim, sample_ddpm
+    if sampler not in SAMPLERS:
+        raise ParamError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     cond = model.encode_conditions(rows)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        if sampler == "ddim": x = sample_ddim(model, cond, steps=steps, eta=eta, generator=g, guidance_scale=guidance_scale, progress=False)
-        elif sampler == "ddpm": x = sample_ddpm(model, cond, generator=g, guidance_scale=guidance_scale, progress=False)
-        else: raise ParamError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        x = sample(model, cond, sampler, steps, eta, g, guidance_scale, progress=False)
     return to_uint8(x)
 
 # %% ../nbs/05_cohort.ipynb #4b825333
 SYNTHETIC_DICOM_ATTRS = dict(
     ConversionType="SYN", Manufacturer="cxr_nbdev", BurnedInAnnotation="NO",
     SeriesDescription="SYNTHETIC cxr_nbdev conditional DDPM - not a patient",
-    DerivationDescription="Generated by a conditional denoising diffusion model (cxr_nbdev, after Streiffer et al. 2024) "
-                          "from requested age, sex, IVSd, LVIDd, LVPWd; not an acquired radiograph")
+    DerivationDescription="Generated by a conditional denoising diffusion model (cxr_nbdev, "
+                          "after Streiffer et al. 2024) from requested age, sex, IVSd, LVIDd, "
+                          "LVPWd; not an acquired radiograph")
 
+# %% ../nbs/05_cohort.ipynb #ae138a59
+def _description(row) -> str:
+    "The conditions a generated image was requested with, for its DICOM header."
+    return (f"requested age {row.age:.1f} sex {row.sex} IVSd {row.ivsd:.2f} "
+            f"LVIDd {row.lvidd:.2f} LVPWd {row.lvpwd:.2f} cm")
+
+# %% ../nbs/05_cohort.ipynb #255f3461
 def write_synthetic_image(img: np.ndarray, # uint8 image (S, S)
-                          row, # its metadata row (patient_id, cxr_path, age, sex, ivsd, lvidd, lvpwd)
-                          gen_dir, # the cohort folder: DICOM at `gen_dir/row.cxr_path`, PNG under `gen_dir/png/`
-                          uid_key: str = "", # makes the DICOM UIDs deterministic (with the patient id)
+                          row, # its metadata row (patient_id, cxr_path, conditions)
+                          gen_dir, # the cohort folder: DICOM at `gen_dir/row.cxr_path`, PNG in png/
+                          uid_key: str = "", # makes the DICOM UIDs deterministic (with the id)
                          ) -> Path:
-    "Write one generated image as a DICOM marked synthetic plus a PNG preview; returns the DICOM path."
-    from PIL import Image
-    from cxr_nbdev.phantom import write_dicom
-    gen_dir = Path(gen_dir)
-    desc = f"requested age {row.age:.1f} sex {row.sex} IVSd {row.ivsd:.2f} LVIDd {row.lvidd:.2f} LVPWd {row.lvpwd:.2f} cm"
-    path = gen_dir / row.cxr_path
-    write_dicom(path, img.astype(np.uint16), row.patient_id, uid_key=f"cxr_nbdev-synthetic/{row.patient_id}/{uid_key}",
-                pixel_spacing_mm=round(430.0 / img.shape[-1], 4), bits_stored=8, image_type=("DERIVED", "SECONDARY"),
-                PatientName=f"SYNTHETIC^{row.patient_id}", PatientSex=row.sex, PatientAge=f"{int(row.age):03d}Y",
-                ImageComments=desc, **SYNTHETIC_DICOM_ATTRS)
-    with atomic_path(gen_dir / "png" / f"{Path(row.cxr_filename).stem}.png") as tmp: Image.fromarray(img).save(tmp)
+    "Write one generated image as a DICOM marked synthetic, and a PNG preview; the DICOM's path."
+    path, pid = Path(gen_dir) / row.cxr_path, row.patient_id
+    write_dicom(path, img.astype(np.uint16), pid, uid_key=f"cxr_nbdev-synthetic/{pid}/{uid_key}",
+                pixel_spacing_mm=round(430.0 / img.shape[-1], 4), bits_stored=8,
+                image_type=("DERIVED", "SECONDARY"), PatientName=f"SYNTHETIC^{pid}",
+                PatientSex=row.sex, PatientAge=f"{int(row.age):03d}Y",
+                ImageComments=_description(row), **SYNTHETIC_DICOM_ATTRS)
+    with atomic_path(Path(gen_dir) / "png" / f"{Path(row.cxr_filename).stem}.png") as tmp:
+        Image.fromarray(img).save(tmp)
     return path
+
+# %% ../nbs/05_cohort.ipynb #4f2dc33f
+def _generate_batch(model, gen_dir: Path, plan: dict, meta: pd.DataFrame, b: int) -> None:
+    "Sample batch `b` with its own seed, write its images, then its part (which marks it done)."
+    B = plan["batch_size"]
+    rows, s = meta.iloc[b * B:(b + 1) * B], batch_seed(plan["seed"], b)
+    settings = [plan[k] for k in ("sampler", "steps", "eta", "guidance_scale")]
+    imgs = sample_images(model, rows, *settings, seed=s)
+    for img, row in zip(imgs, rows.itertuples()): write_synthetic_image(img, row, gen_dir, str(s))
+    save_csv(rows.assign(gen_batch=b, gen_seed=s), part_path(gen_dir, b))  # last: marks it done
 
 # %% ../nbs/05_cohort.ipynb #0786c886
 def generate_cohort(model, # a CondDDPM on its device
@@ -216,30 +266,36 @@ def generate_cohort(model, # a CondDDPM on its device
                     max_batches: int | None = None, # stop after this many new batches (None: all)
                     progress: bool = True, # show a progress bar
                    ) -> list:
-    "Generate and write this process's batches of the planned cohort that are not written yet; returns the batches made now."
+    "Generate and write this process's planned batches that are not written yet; returns them."
     gen_dir = Path(gen_dir)
-    if not (gen_dir / "plan.json").exists(): raise FileNotFoundError(f"{gen_dir} has no plan.json: call plan_generation first")
+    if not (gen_dir / "plan.json").exists():
+        raise FileNotFoundError(f"{gen_dir} has no plan.json: call plan_generation first")
     plan, meta = load_json(gen_dir / "plan.json"), pd.read_csv(gen_dir / "requested.csv")
-    B = plan["batch_size"]
-    todo = [b for b in process_batches(plan["n_batches"], process_index, num_processes) if not part_path(gen_dir, b).exists()]
-    if max_batches is not None: todo = todo[:max_batches]
+    mine = process_batches(plan["n_batches"], process_index, num_processes)
+    todo = [b for b in mine if not part_path(gen_dir, b).exists()][:max_batches]
     for b in tqdm(todo, desc=f"cohort batches (process {process_index})", disable=not progress):
-        rows, s = meta.iloc[b * B:(b + 1) * B], batch_seed(plan["seed"], b)
-        imgs = sample_images(model, rows, plan["sampler"], plan["steps"], plan["eta"], plan["guidance_scale"], seed=s)
-        for img, row in zip(imgs, rows.itertuples()): write_synthetic_image(img, row, gen_dir, uid_key=str(s))
-        save_csv(rows.assign(gen_batch=b, gen_seed=s), part_path(gen_dir, b))  # last: marks the batch done
+        _generate_batch(model, gen_dir, plan, meta, b)
     return todo
+
+# %% ../nbs/05_cohort.ipynb #09a85903
+def _check_all_written(gen_dir: Path, n: int) -> None:
+    "Refuse while any of the `n` batches has no part."
+    missing = [b for b in range(n) if not part_path(gen_dir, b).exists()]
+    if missing: raise RuntimeError(f"{gen_dir}: {len(missing)} of {n} batches are not generated "
+                                   f"yet (first: {missing[:5]}); run the generation again "
+                                   "to resume")
 
 # %% ../nbs/05_cohort.ipynb #404a8ea8
 def merge_cohort(gen_dir, # a cohort folder whose batches are all written
                 ) -> pd.DataFrame:
     "Merge the per-batch metadata parts into `gen_dir/metadata.csv`; returns the merged table."
-    gen_dir = Path(gen_dir); plan = load_json(gen_dir / "plan.json")
-    missing = [b for b in range(plan["n_batches"]) if not part_path(gen_dir, b).exists()]
-    if missing: raise RuntimeError(f"{gen_dir}: {len(missing)} of {plan['n_batches']} batches are not generated yet "
-                                   f"(first: {missing[:5]}); run the generation again to resume")
-    meta = pd.concat([pd.read_csv(part_path(gen_dir, b)) for b in range(plan["n_batches"])], ignore_index=True)
-    if not meta.cxr_filename.is_unique or len(meta) != plan["n"]: raise RuntimeError(f"{gen_dir}: parts hold {len(meta)} rows for {plan['n']} planned images")
+    gen_dir = Path(gen_dir)
+    plan = load_json(gen_dir / "plan.json")
+    _check_all_written(gen_dir, plan["n_batches"])
+    parts = [pd.read_csv(part_path(gen_dir, b)) for b in range(plan["n_batches"])]
+    meta = pd.concat(parts, ignore_index=True)
+    if not meta.cxr_filename.is_unique or len(meta) != plan["n"]:
+        raise RuntimeError(f"{gen_dir}: parts hold {len(meta)} rows for {plan['n']} planned images")
     save_csv(meta, gen_dir / "metadata.csv")
     return meta
 
@@ -248,39 +304,29 @@ def generate_cohort_distributed(model_dir, # a saved CondDDPM (`<run>/03_ddpm/mo
                                 gen_dir, # a cohort folder with a plan
                                 cpu: bool = False, # force the CPU
                                ) -> pd.DataFrame | None:
-    "Generate the planned cohort on every process Accelerate runs (batch b on process b mod n); the main process merges and returns the metadata."
-    from accelerate import Accelerator
-    from cxr_nbdev.ddpm import load_ddpm
+    "Generate the planned cohort on every Accelerate process (batch b on process b mod n)."
     acc = Accelerator(cpu=cpu)
     model = load_ddpm(model_dir).to(acc.device).eval()
-    made = generate_cohort(model, gen_dir, acc.process_index, acc.num_processes, progress=acc.is_local_main_process)
-    print(f"cohort: process {acc.process_index} of {acc.num_processes} generated batches {made}", flush=True)
+    made = generate_cohort(model, gen_dir, acc.process_index, acc.num_processes,
+                           progress=acc.is_local_main_process)
+    print(f"cohort: process {acc.process_index} of {acc.num_processes} generated batches {made}",
+          flush=True)
     acc.wait_for_everyone()
-    return merge_cohort(gen_dir) if acc.is_main_process else None
+    return merge_cohort(gen_dir) if acc.is_main_process else None  # the main process merges
 
+# %% ../nbs/05_cohort.ipynb #999605ae
 def main(argv=None):
     "Command line for `accelerate launch -m cxr_nbdev.cohort GEN_DIR MODEL_DIR [--cpu]`."
-    import argparse
-    ap = argparse.ArgumentParser(description="Generate a planned synthetic cohort on all Accelerate processes.")
-    ap.add_argument("gen_dir"); ap.add_argument("model_dir"); ap.add_argument("--cpu", action="store_true")
+    ap = argparse.ArgumentParser(description="Generate a planned synthetic cohort on all "
+                                             "Accelerate processes.")
+    for name in ("gen_dir", "model_dir"): ap.add_argument(name)
+    ap.add_argument("--cpu", action="store_true")
     a = ap.parse_args(argv)
     generate_cohort_distributed(a.model_dir, a.gen_dir, a.cpu)
 
 if __name__ == "__main__" and globals().get("__package__") == "cxr_nbdev": main()
 
 # %% ../nbs/05_cohort.ipynb #24296c52
-PAPER_TABLE1 = {
-    "Base (paper)": {"age, mean (sd)": "62.3 (16.0)", "women, %": "56.6", "SLVH, %": "8.6",
-                     "DLV, %": "6.0", "IVSd cm, mean (sd)": "1.12 (0.27)",
-                     "LVIDd cm, mean (sd)": "4.60 (0.67)", "LVPWd cm, mean (sd)": "1.07 (0.23)"},
-    "Gen (paper)": {"n": "20,290", "age, mean (sd)": "58.6 (13.4)", "age < 60, %": "57.5",
-                    "women, %": "49.5", "SLVH, %": "38.8", "DLV, %": "25.5",
-                    "IVSd cm, mean (sd)": "1.26 (0.32)", "LVIDd cm, mean (sd)": "5.01 (0.86)",
-                    "LVPWd cm, mean (sd)": "1.21 (0.29)"},
-    "Gen(Pos) (paper)": {"age, mean (sd)": "55.5 (10.8)", "age < 60, %": "70.7", "women, %": "59.5",
-                         "IVSd cm, mean (sd)": "1.44", "LVIDd cm, mean (sd)": "5.48",
-                         "LVPWd cm, mean (sd)": "1.35"}}
-
 def _table_column(df: pd.DataFrame) -> dict:
     ms = lambda c, d: f"{df[c].mean():.{d}f} ({df[c].std():.{d}f})" if len(df) else ""
     pct = lambda m: f"{100 * m.mean():.1f}" if len(df) else ""
@@ -289,8 +335,9 @@ def _table_column(df: pd.DataFrame) -> dict:
             "SLVH or DLV, %": pct(df.composite_slvh_dlv), "IVSd cm, mean (sd)": ms("ivsd", 2),
             "LVIDd cm, mean (sd)": ms("lvidd", 2), "LVPWd cm, mean (sd)": ms("lvpwd", 2)}
 
+# %% ../nbs/05_cohort.ipynb #82a817a0
 def cohort_table(cohorts: dict, # {name: metadata table in the CheXchoNet schema}
-                 paper: dict | None = PAPER_TABLE1, # published columns, each beside ours of that name
+                 paper: dict | None = PAPER_TABLE1, # published columns, each beside ours
                 ) -> pd.DataFrame:
     "The paper's Table 1 (n, age, % under 60, % women, prevalences, echo means) per cohort."
     t = pd.DataFrame({k: _table_column(v) for k, v in cohorts.items()})
@@ -300,19 +347,32 @@ def cohort_table(cohorts: dict, # {name: metadata table in the CheXchoNet schema
     return t[beside + [k for k in t if k not in beside]]
 
 # %% ../nbs/05_cohort.ipynb #8265858a
-def plot_feature_histograms(cohorts: dict, # {name: metadata table}, e.g. {"Base": train, "Gen": gen}
+def plot_feature_histograms(cohorts: dict, # {name: metadata table}, e.g. {"Base": ..., "Gen": ...}
                             bins: int = 30, # histogram bins
                            ):
-    "Density histograms of age, IVSd, LVIDd and LVPWd per cohort (the paper's Fig. 1B); returns the figure."
-    import matplotlib.pyplot as plt
+    "Density histograms of age, IVSd, LVIDd and LVPWd per cohort (the paper's Fig. 1B); the figure."
     units = {"age": "years", "ivsd": "cm", "lvidd": "cm", "lvpwd": "cm"}
     fig, axs = plt.subplots(1, 4, figsize=(14, 3))
-    for ax, c in zip(axs, ["age", "ivsd", "lvidd", "lvpwd"]):
-        edges = np.histogram_bin_edges(np.concatenate([d[c].to_numpy(float) for d in cohorts.values()]), bins)
-        for k, d in cohorts.items(): ax.hist(d[c], edges, density=True, alpha=0.5, label=f"{k} (n={len(d)})")
-        ax.set_xlabel(f"{c.upper() if c != 'age' else 'Age'} ({units[c]})"); ax.set_yticks([])
-    axs[0].legend(fontsize=8); fig.tight_layout()
+    for ax, c in zip(axs, units):
+        values = np.concatenate([d[c].to_numpy(float) for d in cohorts.values()])
+        edges = np.histogram_bin_edges(values, bins)
+        for k, d in cohorts.items():
+            ax.hist(d[c], edges, density=True, alpha=0.5, label=f"{k} (n={len(d)})")
+        ax.set_xlabel(f"{c.upper() if c != 'age' else 'Age'} ({units[c]})")
+        ax.set_yticks([])
+    axs[0].legend(fontsize=8)
+    fig.tight_layout()
     return fig
+
+# %% ../nbs/05_cohort.ipynb #c56d7d83
+def _image_row(axs, images, idx, label: str) -> None:
+    "Images `images[idx]` along a row of axes (the rest left blank), the row labelled."
+    for k, ax in enumerate(axs):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k < len(idx): ax.imshow(images[idx[k]], cmap="gray", vmin=0, vmax=255)
+        elif k > 0: ax.set_frame_on(False)
+    axs[0].set_ylabel(label, fontsize=9)
 
 # %% ../nbs/05_cohort.ipynb #a5fccb97
 def plot_label_sex_grid(images, # uint8 images (N, S, S), indexed by `meta.cache_idx` (or row order)
@@ -320,17 +380,14 @@ def plot_label_sex_grid(images, # uint8 images (N, S, S), indexed by `meta.cache
                         per_group: int = 6, # images per row
                        ):
     "Rows of images for each (sex, composite label) group; returns the figure."
-    import matplotlib.pyplot as plt
     groups = [(s, y) for s in ("F", "M") for y in (0, 1)]
-    fig, axs = plt.subplots(len(groups), per_group, figsize=(1.5 * per_group, 1.6 * len(groups)), squeeze=False)
+    fig, axs = plt.subplots(len(groups), per_group, figsize=(1.5 * per_group, 1.6 * len(groups)),
+                            squeeze=False)
     idx = meta["cache_idx"].to_numpy() if "cache_idx" in meta else np.arange(len(meta))
+    sex, label = meta.sex.to_numpy(), meta.composite_slvh_dlv.to_numpy()
     for r, (s, y) in enumerate(groups):
-        rows = np.flatnonzero((meta.sex.to_numpy() == s) & (meta.composite_slvh_dlv.to_numpy() == y))[:per_group]
-        for k, ax in enumerate(axs[r]):
-            ax.set_xticks([]); ax.set_yticks([])
-            if k < len(rows): ax.imshow(images[idx[rows[k]]], cmap="gray", vmin=0, vmax=255)
-            elif k > 0: ax.set_frame_on(False)
-            if k == 0: ax.set_ylabel(f"{s}, {'pos' if y else 'neg'}", fontsize=9)
+        rows = np.flatnonzero((sex == s) & (label == y))[:per_group]
+        _image_row(axs[r], images, idx[rows], f"{s}, {'pos' if y else 'neg'}")
     fig.tight_layout()
     return fig
 
@@ -339,37 +396,47 @@ def match_conditions(query: pd.DataFrame, # rows to match (age, sex, ivsd, lvidd
                      pool: pd.DataFrame, # candidate rows
                      scaler, # the training FeatureScaler (distances in z units)
                     ) -> np.ndarray:
-    "For each query row, the position in `pool` of the row with the same sex and the nearest z-scored features."
-    from sklearn.neighbors import NearestNeighbors
+    "For each query row, the position in `pool` of the nearest row of the same sex (z units)."
     zq, zp = scaler.transform(query), scaler.transform(pool)
     out = np.full(len(query), -1)
     for s in ("F", "M"):
         qi, pi = np.flatnonzero(query.sex.to_numpy() == s), np.flatnonzero(pool.sex.to_numpy() == s)
         if len(qi) == 0: continue
-        if len(pi) == 0: pi = np.arange(len(pool))  # nobody of that sex in the pool: match on the measures alone
+        if len(pi) == 0: pi = np.arange(len(pool))  # none of that sex: match the measures alone
         out[qi] = pi[NearestNeighbors(n_neighbors=1).fit(zp[pi]).kneighbors(zq[qi])[1][:, 0]]
     return out
 
 # %% ../nbs/05_cohort.ipynb #4edb6011
-def _features_text(r) -> str: return f"{r.sex} {r.age:.0f}y\n{r.ivsd:.2f}/{r.lvidd:.2f}/{r.lvpwd:.2f}"
+def _features_text(r) -> str:
+    return f"{r.sex} {r.age:.0f}y\n{r.ivsd:.2f}/{r.lvidd:.2f}/{r.lvpwd:.2f}"
 
-def plot_cross_matched(gen_images, gen_meta: pd.DataFrame, # generated images and their rows (with cache_idx)
-                       real_images, real_meta: pd.DataFrame, # the real cache and its rows (split, cache_idx)
+def _matched_columns(gen_meta, real_meta, scaler) -> dict:
+    "{column title: rows}: the generated rows, and the nearest-condition real train and test rows."
+    cols = {"generated": gen_meta}
+    for split in ("train", "test"):
+        pool = real_meta[real_meta.split == split].reset_index(drop=True)
+        cols[f"real {split} (matched)"] = (pool.iloc[match_conditions(gen_meta, pool, scaler)]
+                                           if len(pool) else None)
+    return cols
+
+# %% ../nbs/05_cohort.ipynb #ced353ff
+def plot_cross_matched(gen_images, gen_meta: pd.DataFrame, # generated images, rows (with cache_idx)
+                       real_images, real_meta: pd.DataFrame, # the real cache, its rows
                        scaler, # the training FeatureScaler
                        n: int = 4, # generated images to show
                       ):
-    "The paper's Fig. 2: each generated image beside the nearest-condition real train and test images; returns the figure."
-    import matplotlib.pyplot as plt
-    cols = {"generated": (gen_images, gen_meta.head(n))}
-    for split in ("train", "test"):
-        pool = real_meta[real_meta.split == split].reset_index(drop=True)
-        cols[f"real {split} (matched)"] = (real_images, pool.iloc[match_conditions(cols["generated"][1], pool, scaler)] if len(pool) else None)
-    fig, axs = plt.subplots(len(cols["generated"][1]), 3, figsize=(6, 2.3 * min(n, len(gen_meta))), squeeze=False)
-    for j, (name, (ims, rows)) in enumerate(cols.items()):
-        for i in range(len(axs)):
-            ax = axs[i, j]; ax.set_xticks([]); ax.set_yticks([])
+    "The paper's Fig. 2: generated images beside the nearest-condition real ones; the figure."
+    cols = _matched_columns(gen_meta.head(n), real_meta, scaler)
+    ims = [gen_images, real_images, real_images]
+    fig, axs = plt.subplots(len(cols["generated"]), 3, figsize=(6, 2.3 * min(n, len(gen_meta))),
+                            squeeze=False)
+    for j, (name, rows) in enumerate(cols.items()):
+        for i, ax in enumerate(axs[:, j]):
+            ax.set_xticks([])
+            ax.set_yticks([])
             if rows is None: continue
-            r = rows.iloc[i]; ax.imshow(ims[r.cache_idx], cmap="gray", vmin=0, vmax=255)
+            r = rows.iloc[i]
+            ax.imshow(ims[j][r.cache_idx], cmap="gray", vmin=0, vmax=255)
             ax.set_xlabel(_features_text(r), fontsize=7)
             if i == 0: ax.set_title(name, fontsize=9)
     fig.tight_layout()
@@ -380,16 +447,26 @@ def pixel_features(images, # uint8 images (N, S, S)
                    size: int = 32, # side after downsampling
                   ) -> np.ndarray:
     "Images as rows of area-downsampled pixels in [0, 1], float32 (N, size*size)."
-    import torch.nn.functional as F
     x = torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0)[:, None]
     if x.shape[-1] != size: x = F.interpolate(x, size=(size, size), mode="area")
     return x.flatten(1).numpy()
 
+# %% ../nbs/05_cohort.ipynb #5761f30f
 def nearest_neighbours(query: np.ndarray, reference: np.ndarray) -> tuple:
     "Distance to, and index of, each query row's nearest reference row (Euclidean)."
-    from sklearn.neighbors import NearestNeighbors
     d, i = NearestNeighbors(n_neighbors=1).fit(reference).kneighbors(query)
     return d[:, 0], i[:, 0]
+
+# %% ../nbs/05_cohort.ipynb #1fe15906
+def _memorization_row(name: str, S: dict, alpha: float) -> tuple[dict, dict]:
+    "The summary of feature space `S` ({gen, train, test} rows), and its distances and indices."
+    (dg, ig), (dt, it) = (nearest_neighbours(S[k], S["train"]) for k in ("gen", "test"))
+    p = stats.mannwhitneyu(dg, dt, alternative="less").pvalue
+    row = {"space": name, "gen→train median": np.median(dg), "test→train median": np.median(dt),
+           "gen→train min": dg.min(), "test→train min": dt.min(),
+           "gen below test 5th pct, %": 100 * np.mean(dg < np.quantile(dt, 0.05)),
+           "p (gen closer)": p, "flag": bool(p < alpha and np.median(dg) < np.median(dt))}
+    return row, dict(gen_dist=dg, gen_idx=ig, test_dist=dt, test_idx=it)
 
 # %% ../nbs/05_cohort.ipynb #85c7c3b5
 def memorization_check(gen, train, test, # uint8 images (N, S, S): generated, real train, real test
@@ -398,58 +475,77 @@ def memorization_check(gen, train, test, # uint8 images (N, S, S): generated, re
                        alpha: float = 0.05, # significance level of the flag
                        seed: int = 0, # PCA's random state
                       ) -> tuple:
-    "Nearest-training-image distances of generated vs test images in pixel and PCA space: (summary table, {space: distances and indices})."
-    from sklearn.decomposition import PCA
+    "Nearest-training-image distances of generated vs test images: (summary, {space: distances})."
     P = {k: pixel_features(v, size) for k, v in dict(gen=gen, train=train, test=test).items()}
-    pca = PCA(n_components=min(n_components, len(train) - 1, size * size), random_state=seed).fit(P["train"])
+    n_pc = min(n_components, len(train) - 1, size * size)
+    pca = PCA(n_components=n_pc, random_state=seed).fit(P["train"])
     spaces = {"pixels (RMS)": {k: v / math.sqrt(size * size) for k, v in P.items()},
               f"PCA-{pca.n_components_}": {k: pca.transform(v) for k, v in P.items()}}
     rows, near = [], {}
     for name, S in spaces.items():
-        (dg, ig), (dt, it) = nearest_neighbours(S["gen"], S["train"]), nearest_neighbours(S["test"], S["train"])
-        p = stats.mannwhitneyu(dg, dt, alternative="less").pvalue
-        rows.append({"space": name, "gen→train median": np.median(dg), "test→train median": np.median(dt),
-                     "gen→train min": dg.min(), "test→train min": dt.min(),
-                     "gen below test 5th pct, %": 100 * np.mean(dg < np.quantile(dt, 0.05)),
-                     "p (gen closer)": p, "flag": bool(p < alpha and np.median(dg) < np.median(dt))})
-        near[name] = dict(gen_dist=dg, gen_idx=ig, test_dist=dt, test_idx=it)
+        row, near[name] = _memorization_row(name, S, alpha)
+        rows.append(row)
     return pd.DataFrame(rows).set_index("space"), near
 
 # %% ../nbs/05_cohort.ipynb #5312a2b4
+def _distance_histograms(axs, near: dict) -> None:
+    "Per space, histograms of nearest-training distances of test and of generated images."
+    for ax, (s, d) in zip(axs, near.items()):
+        edges = np.histogram_bin_edges(np.concatenate([d["gen_dist"], d["test_dist"]]), 20)
+        ax.hist(d["test_dist"], edges, density=True, alpha=0.5, label="test → train")
+        ax.hist(d["gen_dist"], edges, density=True, alpha=0.5, label="generated → train")
+        ax.set_title(f"nearest training image, {s}", fontsize=9)
+        ax.set_yticks([])
+        ax.legend(fontsize=7)
+
+# %% ../nbs/05_cohort.ipynb #46a279cd
+def _closest_pairs(axs, d: dict, gen, train, order) -> None:
+    "Generated images `order` (top row) above their nearest training images (bottom row)."
+    for k, g in enumerate(order):
+        axs[0, k].set_title(f"gen {g}, d={d['gen_dist'][g]:.3f}", fontsize=7)
+        axs[1, k].set_xlabel(f"train {d['gen_idx'][g]}", fontsize=7)
+        for r, im in enumerate([gen[g], train[d["gen_idx"][g]]]):
+            axs[r, k].imshow(im, cmap="gray", vmin=0, vmax=255)
+            axs[r, k].set_xticks([])
+            axs[r, k].set_yticks([])
+
+# %% ../nbs/05_cohort.ipynb #44424f6c
 def plot_memorization(near: dict, # from `memorization_check`
                       gen, train, # uint8 images: generated and real train
                       n_pairs: int = 6, # closest pairs to show
                      ):
-    "Histograms of nearest-training distances (generated vs test) per space, and the closest generated/train pairs; returns the figure."
-    import matplotlib.pyplot as plt
-    spaces = list(near)
+    "Nearest-training distances (generated vs test) per space, and the closest pairs; the figure."
     fig = plt.figure(figsize=(2 * max(n_pairs, 4), 5.4))
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.3])
-    for ax, s in zip(top.subplots(1, len(spaces)), spaces):
-        d = near[s]; edges = np.histogram_bin_edges(np.concatenate([d["gen_dist"], d["test_dist"]]), 20)
-        ax.hist(d["test_dist"], edges, density=True, alpha=0.5, label="test → train")
-        ax.hist(d["gen_dist"], edges, density=True, alpha=0.5, label="generated → train")
-        ax.set_title(f"nearest training image, {s}", fontsize=9); ax.set_yticks([]); ax.legend(fontsize=7)
-    d = near[spaces[0]]; order = np.argsort(d["gen_dist"])[:n_pairs]
-    axs = bottom.subplots(2, len(order), squeeze=False)
-    for k, g in enumerate(order):
-        axs[0, k].set_title(f"gen {g}, d={d['gen_dist'][g]:.3f}", fontsize=7); axs[1, k].set_xlabel(f"train {d['gen_idx'][g]}", fontsize=7)
-        for r, im in enumerate([gen[g], train[d["gen_idx"][g]]]):
-            axs[r, k].imshow(im, cmap="gray", vmin=0, vmax=255); axs[r, k].set_xticks([]); axs[r, k].set_yticks([])
-    bottom.suptitle(f"closest generated/train pairs ({spaces[0]})", fontsize=9)
+    _distance_histograms(top.subplots(1, len(near)), near)
+    first = list(near)[0]
+    order = np.argsort(near[first]["gen_dist"])[:n_pairs]
+    _closest_pairs(bottom.subplots(2, len(order), squeeze=False), near[first], gen, train, order)
+    bottom.suptitle(f"closest generated/train pairs ({first})", fontsize=9)
     return fig
+
+# %% ../nbs/05_cohort.ipynb #5f6e3d6e
+def _random_conditions(schema, # a ConditionSchema (`model.schema`)
+                       n: int, seed: int) -> pd.DataFrame:
+    "`n` rows of conditions drawn around the schema's training statistics."
+    rng = np.random.default_rng(seed)
+    rows = pd.DataFrame({c: schema.mean[c] + schema.std[c] * rng.standard_normal(n)
+                         for c in schema.continuous})
+    for c, cats in schema.categorical.items(): rows[c] = rng.choice(cats, n)
+    return rows
 
 # %% ../nbs/05_cohort.ipynb #a23555a9
 def sampler_throughput(model, # a CondDDPM on its device
-                       sampler: str = "ddim", # "ddim" or "ddpm"
-                       steps: int = 50, # DDIM steps
+                       sampler: str = "ddim", # one of 03's SAMPLERS
+                       steps: int = 50, # sampler steps (ddpm takes all T)
                        n_images: int = 4, # images in the measured batch
                        seed: int = 0, # seed of the conditions and the noise
                       ) -> dict:
-    "Images per second of one batch of `n_images` with `sampler`; conditions drawn around the model's training statistics."
-    sch = model.schema; rng = np.random.default_rng(seed)
-    rows = pd.DataFrame({c: sch.mean[c] + sch.std[c] * rng.standard_normal(n_images) for c in sch.continuous})
-    for c, cats in sch.categorical.items(): rows[c] = rng.choice(cats, n_images)
-    t0 = time.perf_counter(); sample_images(model, rows, sampler, steps, seed=seed); dt = time.perf_counter() - t0
-    nfe = steps if sampler == "ddim" else model.scheduler.config.num_train_timesteps
-    return dict(sampler=f"{sampler.upper()}-{nfe}", n_images=n_images, seconds=round(dt, 2), images_per_s=n_images / dt)
+    "Images per second of one batch of `n_images` with `sampler`."
+    rows = _random_conditions(model.schema, n_images, seed)
+    t0 = time.perf_counter()
+    sample_images(model, rows, sampler, steps, seed=seed)
+    dt = time.perf_counter() - t0
+    nfe = model.scheduler.config.num_train_timesteps if sampler == "ddpm" else steps
+    return dict(sampler=f"{sampler.upper()}-{nfe}", n_images=n_images, seconds=round(dt, 2),
+                images_per_s=n_images / dt)

@@ -4,45 +4,57 @@
 
 # %% ../nbs/06_diagnostic.ipynb #b6d4c120
 from __future__ import annotations
-import os, re, shutil, time, warnings
+import hashlib, os, re, shutil, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torchvision
 import torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
-from scipy.stats import norm
+from scipy.stats import multivariate_normal, norm
 from safetensors.torch import save_file, load_file
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .core import *
-from .preprocessing import load_cache, FeatureScaler, images_to_tensor, derive_labels, LABELS, THRESHOLDS_CM
+from .preprocessing import load_cache, FeatureScaler, images_to_tensor
 
 # %% auto #0
-__all__ = ['MEASURES', 'THRESHOLDS', 'SETS', 'AUGMENT', 'ID_COLUMNS', 'P_COLUMNS', 'event_probabilities', 'p_slvh_correlated',
-           'densenet121_gray', 'DiagnosticNet', 'demographics', 'make_training_sets', 'training_set_table',
-           'diagnostic_loss', 'stop_early', 'CXRRows', 'train_epoch', 'evaluate_loss', 'fit_diagnostic',
-           'save_diagnostic', 'load_diagnostic', 'train_diagnostic', 'load_ensemble', 'predict_runs', 'combine_runs',
-           'predict_measures', 'features', 'ensemble_predictions', 'external_cache']
+__all__ = ['THRESHOLDS', 'SETS', 'AUGMENT', 'P_COLUMNS', 'ID_COLUMNS', 'event_probabilities', 'p_slvh_correlated',
+           'densenet121_gray', 'measure_stats', 'DiagnosticNet', 'demographics', 'training_pools', 'make_training_sets',
+           'training_set_table', 'diagnostic_loss', 'stop_early', 'cache_image', 'measure_targets', 'CXRRows',
+           'train_epoch', 'evaluate_loss', 'fit_diagnostic', 'done_marker', 'save_diagnostic', 'load_diagnostic',
+           'train_diagnostic', 'load_ensemble', 'predict_runs', 'combine_runs', 'predict_measures', 'features',
+           'ensemble_predictions', 'external_cache']
+
+# %% ../nbs/06_diagnostic.ipynb #8b992b4b
+THRESHOLDS = {s: (THRESHOLDS_CM["slvh"][s], THRESHOLDS_CM["slvh"][s], THRESHOLDS_CM["dlv"][s])
+              for s in ("M", "F")}  # cm, in MEASURES order
+
+# %% ../nbs/06_diagnostic.ipynb #8b818886
+def _check_sex(sex, # (N,) "M" or "F"
+               n: int, # the rows it must have
+              ) -> np.ndarray:
+    "`sex` as a flat string array of `n` rows, each 'M' or 'F'."
+    sex = np.asarray(sex).astype(str).reshape(-1)
+    if len(sex) != n: raise ValueError(f"sex has {len(sex)} rows but mu has {n}")
+    if (bad := ~np.isin(sex, list(THRESHOLDS))).any():
+        row, value = np.flatnonzero(bad)[0], str(sex[bad][0])
+        raise ValueError(f"sex must be 'M' or 'F'; row {row} is {value!r}")
+    return sex
 
 # %% ../nbs/06_diagnostic.ipynb #138304c1
-MEASURES = ("ivsd", "lvpwd", "lvidd")  # the order of the model's outputs
-THRESHOLDS = {s: (THRESHOLDS_CM["slvh"][s], THRESHOLDS_CM["slvh"][s], THRESHOLDS_CM["dlv"][s]) for s in ("M", "F")}  # cm, MEASURES order
-SETS = ("base", "gen", "base_gen", "base_genpos")  # the paper's four training sets
-
 def event_probabilities(mu, # predicted means (N, 3) in cm, columns in MEASURES order
                         sigma, # predicted scales (N, 3) in cm
                         sex, # (N,) "M" or "F"
                        ) -> pd.DataFrame:
     "P(measure > threshold) for each measure, and the SLVH, DLV and composite probabilities."
     mu, sigma = np.asarray(mu, float).reshape(-1, 3), np.asarray(sigma, float).reshape(-1, 3)
-    sex = np.asarray(sex).astype(str).reshape(-1)
-    if len(sex) != len(mu): raise ValueError(f"sex has {len(sex)} rows but mu has {len(mu)}")
-    if (bad := ~np.isin(sex, list(THRESHOLDS))).any():
-        raise ValueError(f"sex must be 'M' or 'F'; row {np.flatnonzero(bad)[0]} is {sex[bad][0]!r}")
+    sex = _check_sex(sex, len(mu))
     t = np.where((sex == "M")[:, None], THRESHOLDS["M"], THRESHOLDS["F"])
     p = norm.sf((t - mu) / sigma)  # 1 - Phi((threshold - mu) / sigma)
     p_slvh = p[:, 0] + p[:, 1] - p[:, 0] * p[:, 1]
-    return pd.DataFrame({"p_ivsd": p[:, 0], "p_lvpwd": p[:, 1], "p_lvidd": p[:, 2], "p_slvh": p_slvh,
-                         "p_dlv": p[:, 2], "p_composite": 1 - (1 - p_slvh) * (1 - p[:, 2])})
+    return pd.DataFrame({"p_ivsd": p[:, 0], "p_lvpwd": p[:, 1], "p_lvidd": p[:, 2],
+                         "p_slvh": p_slvh, "p_dlv": p[:, 2],
+                         "p_composite": 1 - (1 - p_slvh) * (1 - p[:, 2])})
 
 # %% ../nbs/06_diagnostic.ipynb #22796455
 def p_slvh_correlated(mu, # predicted IVSd and LVPWd means (N, 2), cm
@@ -51,51 +63,71 @@ def p_slvh_correlated(mu, # predicted IVSd and LVPWd means (N, 2), cm
                       rho: float, # correlation of IVSd and LVPWd (given the image)
                      ) -> np.ndarray:
     "P(IVSd or LVPWd above the SLVH threshold) when the two Normals correlate with `rho`."
-    from scipy.stats import multivariate_normal
     mu, sigma = (np.asarray(a, float).reshape(-1, 2) for a in (mu, sigma))
     sex = np.asarray(sex).astype(str).reshape(-1)
     t = np.where(sex == "M", THRESHOLDS["M"][0], THRESHOLDS["F"][0])[:, None]
     mvn = multivariate_normal([0, 0], [[1, rho], [rho, 1]], allow_singular=True)
     return 1 - np.atleast_1d(mvn.cdf((t - mu) / sigma))
 
+# %% ../nbs/06_diagnostic.ipynb #219aed48
+_OLD_KEY = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.")  # e.g. "norm.1."
+
+def _torchvision_keys(sd: dict) -> dict:
+    "A DenseNet state dict with pre-0.4 key names (`norm.1.`) renamed as torchvision's (`norm1.`)."
+    return {_OLD_KEY.sub(r"\1\2.", k): v for k, v in sd.items()}
+
 # %% ../nbs/06_diagnostic.ipynb #bacc239a
-def densenet121_gray(weights: str | Path | None = None, # torchvision densenet121 state dict file, or None for random init
+def densenet121_gray(weights: str | Path | None = None, # densenet121 state dict file, None: random
                     ) -> nn.Module:
     "DenseNet-121's convolutional trunk (`.features`) with a one-channel first convolution."
     net = torchvision.models.densenet121(weights=None)
     if weights is not None:
         sd = torch.load(weights, map_location="cpu", weights_only=True)
-        sd = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.", r"\1\2.", k): v for k, v in sd.items()}
-        net.load_state_dict(sd)
+        net.load_state_dict(_torchvision_keys(sd))
     rgb = net.features.conv0.weight.detach()  # (64, 3, 7, 7)
     net.features.conv0 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
     if weights is not None:
         with torch.no_grad(): net.features.conv0.weight.copy_(rgb.sum(1, keepdim=True))
     return net.features
 
+# %% ../nbs/06_diagnostic.ipynb #d3e50850
+def measure_stats(scaler=None, # a train-fitted FeatureScaler; None: the paper's statistics
+                 ) -> tuple[tuple, tuple]:
+    "Means and SDs (cm) of MEASURES, in that order: the scaler's, or PAPER_TRAIN_STATS."
+    stats = PAPER_TRAIN_STATS if scaler is None else dict(mean=scaler.mean, std=scaler.std)
+    return tuple(stats["mean"][m] for m in MEASURES), tuple(stats["std"][m] for m in MEASURES)
+
 # %% ../nbs/06_diagnostic.ipynb #313669dd
 class DiagnosticNet(nn.Module):
-    "DenseNet-121 image features ⊕ demographics MLP → mean and scale (cm) of a Normal for IVSd, LVPWd, LVIDd."
-    def __init__(self, measure_mean=(1.12, 1.07, 4.60), # train means (cm) of MEASURES
-                 measure_std=(0.27, 0.23, 0.67), # train sds (cm) of MEASURES
+    "DenseNet-121 image features ⊕ demographics MLP → Normal mean and scale (cm) of each MEASURE."
+    def __init__(self, measure_mean=measure_stats()[0], # train means (cm) of MEASURES
+                 measure_std=measure_stats()[1], # train sds (cm) of MEASURES
                  weights: str | Path | None = None, # ImageNet DenseNet-121 state dict file, or None
-                 image_size: int | None = None, # inputs of another size are resized to it; None = any size
+                 image_size: int | None = None, # resize inputs of other sizes to it; None: any
                 ):
         super().__init__()
-        self.config = dict(measure_mean=[float(v) for v in measure_mean], measure_std=[float(v) for v in measure_std], image_size=image_size)
+        mean, std = [float(v) for v in measure_mean], [float(v) for v in measure_std]
+        self.config = dict(measure_mean=mean, measure_std=std, image_size=image_size)
         self.features = densenet121_gray(weights)
         self.demographics = nn.Sequential(nn.Linear(3, 10), nn.ReLU(), nn.Linear(10, 3))
         self.head = nn.Linear(1024 + 3, 2 * len(MEASURES))
-        self.register_buffer("measure_mean", torch.tensor(self.config["measure_mean"]))
-        self.register_buffer("measure_std", torch.tensor(self.config["measure_std"]))
-    def embed(self, x): # images in [0, 1], shape (B, 1, H, W)
-        "Pooled DenseNet-121 features, shape (B, 1024)."
-        if (s := self.config["image_size"]) and x.shape[-2:] != (s, s): x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True)
-        return F.adaptive_avg_pool2d(F.relu(self.features((x - 0.449) / 0.226)), 1).flatten(1)
-    def forward(self, x, demo): # images (B, 1, H, W) in [0, 1]; demographics (B, 3)
-        "Means and scales in cm, each of shape (B, 3)."
-        z, s = self.head(torch.cat([self.embed(x), self.demographics(demo)], 1)).chunk(2, 1)
-        return self.measure_mean + self.measure_std * z, self.measure_std * (F.softplus(s) + 1e-3)
+        self.register_buffer("measure_mean", torch.tensor(mean))
+        self.register_buffer("measure_std", torch.tensor(std))
+
+# %% ../nbs/06_diagnostic.ipynb #6f8f0fb0
+@patch
+def embed(self: DiagnosticNet, x): # images in [0, 1], shape (B, 1, H, W)
+    "Pooled DenseNet-121 features, shape (B, 1024)."
+    if (s := self.config["image_size"]) and x.shape[-2:] != (s, s):
+        x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True)
+    return F.adaptive_avg_pool2d(F.relu(self.features((x - 0.449) / 0.226)), 1).flatten(1)
+
+# %% ../nbs/06_diagnostic.ipynb #a6bd43b9
+@patch
+def forward(self: DiagnosticNet, x, demo): # images (B, 1, H, W) in [0, 1]; demographics (B, 3)
+    "Means and scales in cm, each of shape (B, 3)."
+    z, s = self.head(torch.cat([self.embed(x), self.demographics(demo)], 1)).chunk(2, 1)
+    return self.measure_mean + self.measure_std * z, self.measure_std * (F.softplus(s) + 1e-3)
 
 # %% ../nbs/06_diagnostic.ipynb #2a998658
 def demographics(meta: pd.DataFrame, # rows with age (years) and sex (M/F)
@@ -104,16 +136,33 @@ def demographics(meta: pd.DataFrame, # rows with age (years) and sex (M/F)
     "The demographics input (N, 3): z-scored age, sex one-hot (M, F)."
     sex = meta["sex"].astype(str).to_numpy()
     if (bad := ~np.isin(sex, ["M", "F"])).any():
-        raise ValueError(f"sex must be 'M' or 'F'; row {meta.index[np.flatnonzero(bad)[0]]} is {sex[bad][0]!r}")
+        row = meta.index[np.flatnonzero(bad)[0]]
+        raise ValueError(f"sex must be 'M' or 'F'; row {row} is {sex[bad][0]!r}")
     age = (meta["age"].to_numpy(float) - scaler.mean["age"]) / scaler.std["age"]
-    if np.isnan(age).any(): raise ValueError(f"age is missing in row {meta.index[np.flatnonzero(np.isnan(age))[0]]}")
+    if np.isnan(age).any():
+        raise ValueError(f"age is missing in row {meta.index[np.flatnonzero(np.isnan(age))[0]]}")
     return torch.tensor(np.stack([age, sex == "M", sex == "F"], 1), dtype=torch.float32)
+
+# %% ../nbs/06_diagnostic.ipynb #4b297363
+SETS = ("base", "gen", "base_gen", "base_genpos")  # the paper's four training sets
+
+# %% ../nbs/06_diagnostic.ipynb #6ea57d08
+def training_pools(real: pd.DataFrame, # the real training split (02's cache rows)
+                   gen: pd.DataFrame, # the generated cohort (05's cache rows)
+                   seed: int = 0, # the Base subset derives from it
+                  ) -> dict[str, pd.DataFrame]:
+    "The images each training set draws from, with their `origin`; Base as large as unique Gen."
+    gen = gen.drop_duplicates("cache_idx").assign(origin="gen")  # unique generated images
+    pick = np.random.default_rng(seed).choice(len(real), min(len(gen), len(real)), replace=False)
+    base = real.iloc[np.sort(pick)].assign(origin="real")
+    return {"base": base, "gen": gen, "base_gen": pd.concat([base, gen]),
+            "base_genpos": pd.concat([base, gen[gen["composite_slvh_dlv"] == 1]])}
 
 # %% ../nbs/06_diagnostic.ipynb #2088477c
 def make_training_sets(real: pd.DataFrame, # the real training split (02's cache rows)
                        gen: pd.DataFrame, # the generated cohort (05's cache rows)
                        sets=SETS, # which of "base", "gen", "base_gen", "base_genpos"
-                       seed: int = 0, # the Base subset derives from it, the resampling also from run
+                       seed: int = 0, # the Base subset derives from it, the resampling too
                        run: int = 0, # the ensemble member: each run gets its own resampling
                       ) -> dict[str, pd.DataFrame]:
     "The paper's training sets: Base+Gen intact (each image once), the others resampled to its size"
@@ -121,11 +170,7 @@ def make_training_sets(real: pd.DataFrame, # the real training split (02's cache
         raise ValueError(f"sets: unknown {unknown}; choose from {list(SETS)}")
     if len(real) == 0 or len(gen) == 0:
         raise ValueError(f"need real and generated rows, got {len(real)} and {len(gen)}")
-    gen = gen.drop_duplicates("cache_idx").assign(origin="gen")  # unique generated images
-    pick = np.random.default_rng(seed).choice(len(real), min(len(gen), len(real)), replace=False)
-    base = real.iloc[np.sort(pick)].assign(origin="real")
-    pools = {"base": base, "gen": gen, "base_gen": pd.concat([base, gen]),
-             "base_genpos": pd.concat([base, gen[gen["composite_slvh_dlv"] == 1]])}
+    pools = training_pools(real, gen, seed)
     n = len(pools["base_gen"])
     def resample(s):
         rng = np.random.default_rng([seed, run, SETS.index(s)])
@@ -150,6 +195,7 @@ def diagnostic_loss(mu, sigma, y): # each (B, 3) in cm
     "Gaussian negative log-likelihood of the true measures `y`, averaged over rows and measures."
     return F.gaussian_nll_loss(mu, y, sigma ** 2, full=True)
 
+# %% ../nbs/06_diagnostic.ipynb #31e259c0
 def stop_early(val_losses: list[float], # validation loss of each epoch so far
                patience: int, # epochs without improvement that stop training; 0 = never stop
               ) -> bool:
@@ -160,77 +206,125 @@ def stop_early(val_losses: list[float], # validation loss of each epoch so far
 AUGMENT = v2.Compose([v2.RandomAffine(degrees=5, translate=(0.03, 0.03), scale=(0.95, 1.05)),
                       v2.ColorJitter(brightness=0.1, contrast=0.1)])
 
+# %% ../nbs/06_diagnostic.ipynb #4c698ad6
+def cache_image(cache, # uint8 images (N, S, S), e.g. a read-only memory map
+                i: int, # the row
+                size: int, # the image size wanted
+               ) -> torch.Tensor:
+    "Row `i` of a cache as a float image (1, size, size) in [0, 1]."
+    x = images_to_tensor(np.array(cache[i])[None])[0]  # a writable copy of the memory-mapped row
+    if x.shape[-1] == size: return x
+    return F.interpolate(x[None], size=size, mode="bilinear", antialias=True)[0]
+
+# %% ../nbs/06_diagnostic.ipynb #09dff244
+def measure_targets(rows: pd.DataFrame, # rows with the MEASURES columns (cm)
+                   ) -> torch.Tensor:
+    "The rows' MEASURES as a float tensor (N, 3)."
+    y = rows[list(MEASURES)].to_numpy(float)
+    if np.isnan(y).any():
+        raise ValueError(f"missing {list(MEASURES)} in row {rows.index[np.isnan(y).any(1)][0]}")
+    return torch.tensor(y, dtype=torch.float32)
+
+# %% ../nbs/06_diagnostic.ipynb #e98f9471
 class CXRRows(Dataset):
     "(image in [0, 1] (1, S, S), demographics (3,), true measures (3,)) for each metadata row."
-    def __init__(self, rows: pd.DataFrame, # rows with age, sex, MEASURES, cache_idx and optionally origin
+    def __init__(self, rows: pd.DataFrame, # rows with age, sex, MEASURES, cache_idx, maybe origin
                  images, # uint8 (N, S, S) array, or {origin: array} for rows from several caches
-                 scaler, augment: bool = False, size: int | None = None): # size: resize to it (default: the first cache's)
+                 scaler, # the train-fitted FeatureScaler (ages)
+                 augment: bool = False, # apply AUGMENT to every image
+                 size: int | None = None, # resize to it (default: the first cache's size)
+                ):
         self.images = images if isinstance(images, dict) else {"real": images}
         self.origin = rows["origin"].to_numpy() if "origin" in rows else np.full(len(rows), "real")
-        self.idx, self.augment, self.demo = rows["cache_idx"].to_numpy(), augment, demographics(rows, scaler)
-        y = rows[list(MEASURES)].to_numpy(float)
-        if np.isnan(y).any(): raise ValueError(f"missing {list(MEASURES)} in row {rows.index[np.isnan(y).any(1)][0]}")
-        self.y, self.size = torch.tensor(y, dtype=torch.float32), size or next(iter(self.images.values())).shape[-1]
+        self.idx, self.augment = rows["cache_idx"].to_numpy(), augment
+        self.demo, self.y = demographics(rows, scaler), measure_targets(rows)
+        self.size = size or next(iter(self.images.values())).shape[-1]
     def __len__(self): return len(self.idx)
     def __getitem__(self, i):
-        x = images_to_tensor(np.array(self.images[self.origin[i]][self.idx[i]])[None])[0]  # a writable copy of the mmap row
-        if x.shape[-1] != self.size: x = F.interpolate(x[None], size=self.size, mode="bilinear", antialias=True)[0]
+        x = cache_image(self.images[self.origin[i]], self.idx[i], self.size)
         return (AUGMENT(x) if self.augment else x), self.demo[i], self.y[i]
 
-# %% ../nbs/06_diagnostic.ipynb #d69862b6
+# %% ../nbs/06_diagnostic.ipynb #47523e17
 def _to(x, device): return x.to(device, memory_format=torch.channels_last)
 
+# %% ../nbs/06_diagnostic.ipynb #d69862b6
 def train_epoch(model, loader, opt, device, max_steps: int = 0) -> float:
     "One pass of Adam steps over `loader` (at most `max_steps` if > 0); the mean training loss."
-    model.train(); losses, total = [], min(len(loader), max_steps or len(loader))
+    model.train()
+    losses, total = [], min(len(loader), max_steps or len(loader))
     for i, (x, d, y) in enumerate(tqdm(loader, total=total, desc="steps", leave=False)):
         if i >= total: break
         loss = diagnostic_loss(*model(_to(x, device), d.to(device)), y.to(device))
-        opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
     return float(np.mean(losses))
 
+# %% ../nbs/06_diagnostic.ipynb #2cd75e97
 @torch.no_grad()
 def evaluate_loss(model, loader, device) -> float:
     "Mean Gaussian NLL of `model` (eval mode) over `loader`."
-    model.eval(); tot, n = 0.0, 0
+    model.eval()
+    tot, n = 0.0, 0
     for x, d, y in loader:
-        tot += diagnostic_loss(*model(_to(x, device), d.to(device)), y.to(device)).item() * len(y); n += len(y)
+        tot += diagnostic_loss(*model(_to(x, device), d.to(device)), y.to(device)).item() * len(y)
+        n += len(y)
     return tot / max(n, 1)
 
 # %% ../nbs/06_diagnostic.ipynb #ac18c2a3
 def fit_diagnostic(model, train_loader, val_loader, epochs: int, lr: float, patience: int,
                    max_steps_per_epoch: int = 0, device="cpu") -> pd.DataFrame:
-    "Train with Adam and early stopping on validation loss; leaves the best epoch's weights in `model`."
+    "Adam with early stopping on the validation loss; leaves the best epoch's weights in `model`."
     opt, hist, best = torch.optim.Adam(model.parameters(), lr=lr), [], None
     for ep in tqdm(range(epochs), desc="epochs", leave=False):
         t0 = time.time()
         tr = train_epoch(model, train_loader, opt, device, max_steps_per_epoch)
         va = evaluate_loss(model, val_loader, device)
         hist.append(dict(epoch=ep, train_loss=tr, val_loss=va, seconds=round(time.time() - t0, 2)))
-        if best is None or va < best[0]: best = (va, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if best is None or va < best[0]:
+            best = (va, {k: v.detach().clone() for k, v in model.state_dict().items()})
         if stop_early([h["val_loss"] for h in hist], patience): break
-    if best is None or not np.isfinite(best[0]): raise RuntimeError(f"training diverged: validation losses {[h['val_loss'] for h in hist]}")
+    if best is None or not np.isfinite(best[0]):
+        raise RuntimeError(f"training diverged: validation losses {[h['val_loss'] for h in hist]}")
     model.load_state_dict(best[1])
     return pd.DataFrame(hist)
 
+# %% ../nbs/06_diagnostic.ipynb #b65ca699
+def done_marker(history: pd.DataFrame, # one row per epoch: epoch, train_loss, val_loss
+               ) -> dict:
+    "The best epoch, its validation loss and the number of epochs run."
+    best = history.loc[history["val_loss"].idxmin()]
+    return {"best_epoch": int(best["epoch"]), "best_val_loss": float(best["val_loss"]),
+            "epochs_run": len(history)}
+
 # %% ../nbs/06_diagnostic.ipynb #2549185d
-def save_diagnostic(model: DiagnosticNet, history: pd.DataFrame, out_dir: str | Path, info: dict | None = None) -> dict:
-    "Write model, config, history and done marker into `out_dir` (atomically, as a folder); returns the marker."
-    out_dir = Path(out_dir); tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+def save_diagnostic(model: DiagnosticNet, # the trained model
+                    history: pd.DataFrame, # one row per epoch (see `fit_diagnostic`)
+                    out_dir: str | Path, # the model folder, e.g. models/base/run0
+                    info: dict | None = None, # more entries for config.json
+                   ) -> dict:
+    "Write model, config, history and done marker into `out_dir` (atomically); returns the marker."
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / "model.safetensors"))
     save_json({"model": model.config, **(info or {})}, tmp / "config.json")
     save_csv(history, tmp / "history.csv")
-    best = history.loc[history["val_loss"].idxmin()]
-    done = {"best_epoch": int(best["epoch"]), "best_val_loss": float(best["val_loss"]), "epochs_run": len(history)}
-    save_json(done, tmp / "done.json")
-    shutil.rmtree(out_dir, ignore_errors=True); os.replace(tmp, out_dir)
+    save_json(done := done_marker(history), tmp / "done.json")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
     return done
 
-def load_diagnostic(model_dir: str | Path, device="cpu") -> DiagnosticNet:
+# %% ../nbs/06_diagnostic.ipynb #1de1c4d3
+def load_diagnostic(model_dir: str | Path, # a finished model folder
+                    device="cpu") -> DiagnosticNet:
     "A trained DiagnosticNet from its folder, in eval mode."
     model_dir = Path(model_dir)
-    if not (model_dir / "done.json").exists(): raise FileNotFoundError(f"{model_dir}: no finished model (done.json missing)")
+    if not (model_dir / "done.json").exists():
+        raise FileNotFoundError(f"{model_dir}: no finished model (done.json missing)")
     m = DiagnosticNet(**load_json(model_dir / "config.json")["model"])
     m.load_state_dict(load_file(str(model_dir / "model.safetensors")))
     return m.to(device, memory_format=torch.channels_last).eval()
@@ -238,82 +332,112 @@ def load_diagnostic(model_dir: str | Path, device="cpu") -> DiagnosticNet:
 # %% ../nbs/06_diagnostic.ipynb #9436bdbb
 def _rows_sha1(rows: pd.DataFrame) -> str:
     "A fingerprint of which images (origin, cache_idx) a training set holds, in order."
-    import hashlib
     origin = rows["origin"].astype(str) if "origin" in rows else pd.Series("real", index=rows.index)
     key = origin + ":" + rows["cache_idx"].astype(str)
     return hashlib.sha1("\n".join(key).encode()).hexdigest()
 
+# %% ../nbs/06_diagnostic.ipynb #b704ce76
+def _finished(out_dir: Path, settings: dict) -> dict | None:
+    "The done marker of a model in `out_dir` trained with `settings`, else None."
+    if not (out_dir / "done.json").exists(): return None
+    if load_json(out_dir / "config.json").get("train") != settings: return None
+    return load_json(out_dir / "done.json")
+
+# %% ../nbs/06_diagnostic.ipynb #dd721469
+def _loaders(rows, images, val_rows, val_images, scaler, batch_size: int, seed: int, augment: bool,
+             size: int, device: torch.device) -> tuple[DataLoader, DataLoader]:
+    "The shuffled training loader and the validation loader."
+    workers = min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
+    train = CXRRows(rows, images, scaler, augment, size)
+    tl = DataLoader(train, batch_size, shuffle=True, drop_last=len(rows) > batch_size,
+                    generator=torch.Generator().manual_seed(seed), num_workers=workers)
+    vl = DataLoader(CXRRows(val_rows, val_images, scaler, size=size), 2 * batch_size)
+    return tl, vl
+
+# %% ../nbs/06_diagnostic.ipynb #9436bdbc
 def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_sets)
                      images: dict, # {origin: uint8 (N, S, S) cache images} for the rows' origins
                      val_rows: pd.DataFrame, # the real validation split
                      val_images, # uint8 images of the validation rows' cache
-                     scaler, # train-fitted FeatureScaler (ages, and the measure statistics of the head)
+                     scaler, # train-fitted FeatureScaler (ages, and the head's measure statistics)
                      out_dir: str | Path, # the model folder, e.g. models/base/run0
                      seed=0, epochs=10, batch_size=32, lr=1e-4, patience=3, max_steps_per_epoch=0,
                      image_size: int | None = None, # train at this size (None: the caches' size)
                      weights=None, # ImageNet DenseNet-121 state dict file, or None
-                     device="cpu", augment=True, info: dict | None = None, # info: extra entries for config.json
+                     device="cpu", augment=True,
+                     info: dict | None = None, # extra entries for config.json
                     ) -> dict:
-    "Train one diagnostic model (or find it finished) in `out_dir`; returns its done marker plus `trained`."
+    "Train one model (or find it finished) in `out_dir`; returns its done marker plus `trained`."
     out_dir, device = Path(out_dir), torch.device(device)
-    settings = dict(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, n_rows=len(rows),
-                    max_steps_per_epoch=max_steps_per_epoch, augment=augment,
-                    rows_sha1=_rows_sha1(rows), pretrained=weights is not None,
-                    image_size=image_size or int(next(iter(images.values())).shape[-1]))
-    if (out_dir / "done.json").exists() and load_json(out_dir / "config.json").get("train") == settings:
-        return {**load_json(out_dir / "done.json"), "trained": False}
+    size = image_size or int(next(iter(images.values())).shape[-1])
+    settings = dict(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                    n_rows=len(rows), max_steps_per_epoch=max_steps_per_epoch, augment=augment,
+                    rows_sha1=_rows_sha1(rows), pretrained=weights is not None, image_size=size)
+    if (done := _finished(out_dir, settings)) is not None: return {**done, "trained": False}
     seed_everything(seed)
-    model = DiagnosticNet([scaler.mean[m] for m in MEASURES], [scaler.std[m] for m in MEASURES], weights, settings["image_size"])
+    model = DiagnosticNet(*measure_stats(scaler), weights, size)
     model = model.to(device, memory_format=torch.channels_last)
-    workers = min(4, os.cpu_count() or 1) if device.type == "cuda" else 0  # on a CPU the cores are busier training
-    tl = DataLoader(CXRRows(rows, images, scaler, augment, settings["image_size"]), batch_size, shuffle=True, drop_last=len(rows) > batch_size,
-                    generator=torch.Generator().manual_seed(seed), num_workers=workers)
-    vl = DataLoader(CXRRows(val_rows, val_images, scaler, size=settings["image_size"]), 2 * batch_size)
+    tl, vl = _loaders(rows, images, val_rows, val_images, scaler, batch_size, seed, augment, size,
+                      device)
     hist = fit_diagnostic(model, tl, vl, epochs, lr, patience, max_steps_per_epoch, device)
-    return {**save_diagnostic(model, hist, out_dir, {**(info or {}), "train": settings}), "trained": True}
+    done = save_diagnostic(model, hist, out_dir, {**(info or {}), "train": settings})
+    return {**done, "trained": True}
 
 # %% ../nbs/06_diagnostic.ipynb #c96a833b
 def load_ensemble(stage_dir: str | Path, # the 06_diagnostic folder of a run
                   set_name: str, # one of SETS
-                  device="cpu", runs=None, # runs: which run numbers (default: every finished run)
+                  device="cpu", # where the models go
+                  runs=None, # which run numbers (default: every finished run)
                  ) -> list[DiagnosticNet]:
     "The finished models of training set `set_name`, in run order."
     d = Path(stage_dir) / "models" / set_name
     found = {int(p.parent.name[3:]): p.parent for p in d.glob("run*/done.json")}
     want = sorted(found) if runs is None else list(runs)
-    if not want or (missing := [k for k in want if k not in found]):
-        raise FileNotFoundError(f"{d}: no finished run(s) {locals().get('missing') or ''} of training set {set_name!r}")
+    missing = [k for k in want if k not in found]
+    if not want or missing:
+        raise FileNotFoundError(f"{d}: no finished run(s) {missing or ''} "
+                                f"of training set {set_name!r}")
     return [load_diagnostic(found[k], device) for k in want]
 
 # %% ../nbs/06_diagnostic.ipynb #d0967b9f
 def _unit_batch(images, i, batch_size) -> torch.Tensor:
-    "Images i:i+batch_size as float (B, 1, S, S) in [0, 1]: from uint8 (N, S, S) arrays or float tensors."
+    "Images i:i+batch_size as float (B, 1, S, S) in [0, 1], from uint8 (N, S, S) or float tensors."
     b = images[i:i + batch_size]
-    if torch.is_tensor(b) and b.is_floating_point(): return b.reshape(len(b), 1, *b.shape[-2:]).float()
-    b = b.numpy() if torch.is_tensor(b) else np.array(b)  # a writable copy (caches are read-only memory maps)
+    if torch.is_tensor(b) and b.is_floating_point():
+        return b.reshape(len(b), 1, *b.shape[-2:]).float()
+    b = b.numpy() if torch.is_tensor(b) else np.array(b)  # a writable copy (caches are memory maps)
     return images_to_tensor(b.reshape(len(b), *b.shape[-2:]))
 
+# %% ../nbs/06_diagnostic.ipynb #8d68f60c
+P_COLUMNS = ["p_slvh", "p_dlv", "p_composite"]
+
 def _prediction_frame(out: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
+    "Model outputs (N, 6: means then scales) as a table row-aligned with `meta`, with P_COLUMNS."
     mu, sigma = out[:, :3], out[:, 3:]
-    df = pd.DataFrame(out, index=meta.index, columns=[f"{k}_{m}" for k in ("mu", "sigma") for m in MEASURES])
-    p = event_probabilities(mu, sigma, meta["sex"].to_numpy())[["p_slvh", "p_dlv", "p_composite"]]
+    cols = [f"{k}_{m}" for k in ("mu", "sigma") for m in MEASURES]
+    df = pd.DataFrame(out, index=meta.index, columns=cols)
+    p = event_probabilities(mu, sigma, meta["sex"].to_numpy())[P_COLUMNS]
     return pd.concat([df, p.set_index(meta.index)], axis=1)
 
 # %% ../nbs/06_diagnostic.ipynb #8cba1c5a
 @torch.no_grad()
 def predict_runs(models, # DiagnosticNets (or one)
-                 images_uint8, # images row-aligned with meta: uint8 (N, S, S), or float tensor (N, 1, S, S) in [0, 1]
+                 images_uint8, # row-aligned with meta: uint8 (N, S, S), or float (N, 1, S, S)
                  meta: pd.DataFrame, # rows with age and sex
                  scaler, device="cpu", batch_size: int = 64) -> list[pd.DataFrame]:
     "Each model's predicted means, scales and event probabilities, row-aligned with `meta`."
     models = [models] if isinstance(models, nn.Module) else list(models)
-    if len(images_uint8) != len(meta): raise ValueError(f"{len(images_uint8)} images but {len(meta)} metadata rows")
+    if len(images_uint8) != len(meta):
+        raise ValueError(f"{len(images_uint8)} images but {len(meta)} metadata rows")
     demo, outs = demographics(meta, scaler), [[] for _ in models]
     for i in tqdm(range(0, len(meta), batch_size), desc="predict", leave=False):
-        x, d = _to(_unit_batch(images_uint8, i, batch_size), device), demo[i:i + batch_size].to(device)
+        x = _to(_unit_batch(images_uint8, i, batch_size), device)
+        d = demo[i:i + batch_size].to(device)
         for o, m in zip(outs, models): o.append(torch.cat(m.eval()(x, d), 1).float().cpu())
-    return [_prediction_frame(torch.cat(o).numpy().astype(float) if o else np.zeros((0, 6)), meta) for o in outs]
+    return [_prediction_frame(torch.cat(o).numpy().astype(float) if o else np.zeros((0, 6)), meta)
+            for o in outs]
 
+# %% ../nbs/06_diagnostic.ipynb #0e20b937
 def combine_runs(runs: list[pd.DataFrame], # `predict_runs` output, one frame per model, row-aligned
                 ) -> pd.DataFrame:
     "The ensemble: means and probabilities averaged; each scale the SD of the runs' equal mixture."
@@ -323,7 +447,11 @@ def combine_runs(runs: list[pd.DataFrame], # `predict_runs` output, one frame pe
         out[f"sigma_{m}"] = np.sqrt(np.maximum(second_moment - out[f"mu_{m}"] ** 2, 0.0))
     return out
 
-def predict_measures(models, images_uint8, meta: pd.DataFrame, scaler, device="cpu", batch_size: int = 64) -> pd.DataFrame:
+# %% ../nbs/06_diagnostic.ipynb #17a3109b
+def predict_measures(models, # DiagnosticNets (or one)
+                     images_uint8, # row-aligned with meta (see `predict_runs`)
+                     meta: pd.DataFrame, # rows with age and sex
+                     scaler, device="cpu", batch_size: int = 64) -> pd.DataFrame:
     "Ensemble prediction (`combine_runs` of `predict_runs`), row-aligned with `meta`."
     return combine_runs(predict_runs(models, images_uint8, meta, scaler, device, batch_size))
 
@@ -334,15 +462,17 @@ def features(models, # DiagnosticNets (the first is used) or one
              device="cpu", batch_size: int = 64) -> np.ndarray:
     "Pooled DenseNet-121 features (N, 1024) of the first model."
     m = (models if isinstance(models, nn.Module) else models[0]).eval()
-    out = [m.embed(_to(_unit_batch(images, i, batch_size), device)).float().cpu() for i in range(0, len(images), batch_size)]
+    out = [m.embed(_to(_unit_batch(images, i, batch_size), device)).float().cpu()
+           for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, 1024), np.float32)
 
-# %% ../nbs/06_diagnostic.ipynb #101ae0f7
+# %% ../nbs/06_diagnostic.ipynb #f0eeb4f7
 ID_COLUMNS = ["patient_id", "cxr_filename", "age", "sex", *MEASURES, *LABELS]  # first columns
-P_COLUMNS = ["p_slvh", "p_dlv", "p_composite"]
 
+# %% ../nbs/06_diagnostic.ipynb #101ae0f7
 def ensemble_predictions(stage_dir: str | Path, # the 06_diagnostic folder with models/<set>/run<k>
-                         sets, n_runs: int, # training sets, and runs per set
+                         sets, # the training sets to score with
+                         n_runs: int, # runs 0 .. n_runs - 1 of each
                          images, # uint8 cache images (N, S, S) indexed by rows.cache_idx
                          rows: pd.DataFrame, # the rows to score (cache_idx, ID_COLUMNS)
                          scaler, device="cpu") -> pd.DataFrame:

