@@ -194,11 +194,19 @@ def execute_notebook(path: str | Path, # a notebook
     return nb
 
 # %% ../nbs/08_pipeline.ipynb #4fa8178f
+def _joined(out: dict) -> dict:
+    "An output whose texts (lists of lines, as executed notebooks may hold them) are strings."
+    if isinstance(out.get("text"), list): out["text"] = "".join(out["text"])
+    for k, v in out.get("data", {}).items():
+        if isinstance(v, list): out["data"][k] = "".join(v)
+    return out
+
 def _page_cell(cell):
     "An executed cell as a plain nbformat cell, without nbdev's bookkeeping."
     d = {k: v for k, v in nb2dict(cell).items() if not k.endswith("_")}
     c = nbformat.from_dict(d)
     if isinstance(c.source, list): c.source = "".join(c.source)
+    for o in c.get("outputs", []): _joined(o)  # nbconvert's markdown filter wants strings
     if (cell.get("directives_") or {}).get("echo:", [""])[0].lower() == "false":
         c.metadata["transient"] = {"remove_source": True}
     return c
