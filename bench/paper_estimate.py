@@ -23,8 +23,8 @@ from cxr_nbdev.core import notebook_parameters
 from cxr_nbdev.ddpm import CondDDPM, vgg16_relu3_3
 from cxr_nbdev.diagnostic import DiagnosticNet
 
-# The cohort sampler measured against DDPM-1000 in bench/bench_samplers.py (same model, same FID and ruler
-# effect fraction within DDPM-1000's CIs): one U-Net pass per step without guidance, two with it.
+# A fast cohort sampler (03's `sample`, 05's `cohort_sampler`), compared with DDPM-1000 on one trained model
+# by bench/bench_samplers.py: one U-Net pass per step (the paper samples without guidance).
 FAST_SAMPLER, FAST_STEPS = "DPM-Solver++ 20 steps", 20
 PEAK_BF16_TFLOPS = {"A100 (312 TFLOP/s bf16)": 312.0, "H100 SXM (989 TFLOP/s bf16)": 989.0}
 
