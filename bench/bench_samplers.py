@@ -2,7 +2,7 @@
 the true LVIDd and wall effects, for DDPM-1000, DDIM and diffusers' fast multistep solvers.
 
     make demo                                          # first: a finished run (03, 06 and a phantom)
-    .venv/bin/python bench/bench_samplers.py           # outputs/demo; about 25 min on a 2-core CPU
+    .venv/bin/python bench/bench_samplers.py           # outputs/demo; DDPM-1000 dominates (2,000 passes per image)
     .venv/bin/python bench/bench_samplers.py --run outputs/workshop --n 160 --ddpm-n 64
 
 Every sampler draws the same requested conditions (the first `--n` rows of the run's Gen cohort, 05's
@@ -80,7 +80,6 @@ def main(argv=None):
     ap.add_argument("--n-boot", type=int, default=500)
     ap.add_argument("--out", default="", help="CSV of the table (default: <run>/bench_samplers.csv)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     run = Path(args.run)
     p = yaml.safe_load((run / "params.yaml").read_text())
     guidance = p.get("cohort_guidance", 1.0) if args.guidance is None else args.guidance
