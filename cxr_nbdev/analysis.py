@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_analysis.ipynb #17998d52
 from __future__ import annotations
-import contextlib, importlib.util, io, math, warnings
+import contextlib, importlib.util, io, math, os, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
@@ -1293,6 +1293,20 @@ def _power_lines(detectable: pd.DataFrame | None, power: float, ci: float) -> li
             "difference.", "",
             markdown_table(detectable.drop(columns="multiplier")), ""]
 
+# %% ../nbs/07_analysis.ipynb #4e59eccc
+def _time_lines(stages: dict | None) -> list:
+    "The run time of each finished stage from `manifest.json`'s `stages`, and their sum."
+    done = {k: v for k, v in (stages or {}).items() if v.get("seconds") is not None}
+    if not done: return []
+    rows = [dict(stage=k, status=v.get("status", ""), seconds=f"{v['seconds']:.0f}",
+                 minutes=f"{v['seconds'] / 60:.1f}") for k, v in done.items()]
+    total = sum(v["seconds"] for v in done.values())
+    return ["## Run time", "",
+            f"Stages before this one took {total / 60:.1f} min in all ({os.cpu_count()} CPU "
+            f"cores{', CUDA' if torch.cuda.is_available() else ''}; papermill's notebook start-up "
+            "between stages is not included, nor is this stage: `manifest.json` has its time).", "",
+            markdown_table(pd.DataFrame(rows)), ""]
+
 # %% ../nbs/07_analysis.ipynb #04329cdd
 def _external_lines(external: pd.DataFrame | None) -> list:
     "Fig. 4: the internal validation cohort beside the paper, or why it is missing."
@@ -1364,6 +1378,7 @@ def results_markdown(run_name: str,
                      detectable: pd.DataFrame | None = None, # `detectable_difference`
                      power: float = 0.8,
                      ruler: tuple | None = None, # (accuracy, fractions) of the phantom ruler
+                     stages: dict | None = None, # manifest.json's `stages` (their run time)
                     ) -> str:
     "The run's results summary as markdown."
     t2 = table2
@@ -1376,7 +1391,7 @@ def results_markdown(run_name: str,
           "## The paper's claims", "", *_claims_lines(claims),
           *_extension_sentences(fidelity, dose, ci), ""]
     md += _ruler_lines(*(ruler or (None, None)), ci)
-    md += _power_lines(detectable, power, ci) + _external_lines(external)
+    md += _power_lines(detectable, power, ci) + _time_lines(stages) + _external_lines(external)
     md += ["## Table 2: every metric, label and training set", "",
            markdown_table(display_table(t2)), ""]
     md += _subgroup_lines(age, sex) + _table_lines(quality, calibration, fidelity, dose)
