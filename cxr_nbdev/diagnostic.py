@@ -330,11 +330,17 @@ def load_diagnostic(model_dir: str | Path, # a finished model folder
     return m.to(device, memory_format=torch.channels_last).eval()
 
 # %% ../nbs/06_diagnostic.ipynb #9436bdbb
-def _rows_sha1(rows: pd.DataFrame) -> str:
+def _rows_sha1(rows: pd.DataFrame, # a training set: `cache_idx` and (optionally) `origin`
+               images: dict | None = None, # {origin: uint8 (N, S, S) cache}: also hash the pixels
+               chunk: int = 1024) -> str:
     "A fingerprint of which images (origin, cache_idx) a training set holds, in order."
     origin = rows["origin"].astype(str) if "origin" in rows else pd.Series("real", index=rows.index)
-    key = origin + ":" + rows["cache_idx"].astype(str)
-    return hashlib.sha1("\n".join(key).encode()).hexdigest()
+    h = hashlib.sha1("\n".join(origin + ":" + rows["cache_idx"].astype(str)).encode())
+    for o in sorted(origin.unique()) if images is not None else []:
+        idx = np.unique(rows["cache_idx"][origin == o].to_numpy())
+        for i in range(0, len(idx), chunk):  # in chunks: a paper-scale cache is gigabytes
+            h.update(np.ascontiguousarray(images[o][idx[i:i + chunk]]).tobytes())
+    return h.hexdigest()
 
 # %% ../nbs/06_diagnostic.ipynb #b704ce76
 def _finished(out_dir: Path, settings: dict) -> dict | None:
@@ -372,7 +378,7 @@ def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_se
     size = image_size or int(next(iter(images.values())).shape[-1])
     settings = dict(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                     n_rows=len(rows), max_steps_per_epoch=max_steps_per_epoch, augment=augment,
-                    rows_sha1=_rows_sha1(rows), pretrained=weights is not None, image_size=size)
+                    rows_sha1=_rows_sha1(rows, images), pretrained=weights is not None, image_size=size)
     if (done := _finished(out_dir, settings)) is not None: return {**done, "trained": False}
     seed_everything(seed)
     model = DiagnosticNet(*measure_stats(scaler), weights, size)
