@@ -378,7 +378,8 @@ def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_se
     size = image_size or int(next(iter(images.values())).shape[-1])
     settings = dict(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                     n_rows=len(rows), max_steps_per_epoch=max_steps_per_epoch, augment=augment,
-                    rows_sha1=_rows_sha1(rows, images), pretrained=weights is not None, image_size=size)
+                    rows_sha1=_rows_sha1(rows, images), pretrained=weights is not None,
+                    image_size=size)
     if (done := _finished(out_dir, settings)) is not None: return {**done, "trained": False}
     seed_everything(seed)
     model = DiagnosticNet(*measure_stats(scaler), weights, size)
