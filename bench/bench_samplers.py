@@ -49,8 +49,8 @@ def generate(model, rows: pd.DataFrame, sampler: str, steps: int, guidance: floa
     return np.concatenate(out), time.perf_counter() - t0
 
 
-def measure(imgs, rows, ruler, real, feats, n_boot, seed) -> dict:
-    "Ruler fractions and FIDs of one sampler's images."
+def measure(imgs, rows, ruler, real, feats, models, n_boot, seed) -> dict:
+    "Ruler fractions and FIDs of one sampler's images (`feats`: real train/test features of `models`)."
     read_te, d_te, ids = real
     rd, row = A.ruler_read(ruler, imgs), {}
     for j, (t, drv) in enumerate(A.RULER_FACTORS.items()):
@@ -59,7 +59,7 @@ def measure(imgs, rows, ruler, real, feats, n_boot, seed) -> dict:
         row[f"{drv} fraction"] = A.fmt_ci(fr["fraction"], fr["fraction_ci_low"], fr["fraction_ci_high"], 2)
         row[f"_{drv}"] = (fr["fraction"], fr["fraction_ci_low"], fr["fraction_ci_high"])
     sets = {"train": feats["train"], "test": feats["test"],
-            "gen": diagnostic.features(feats["models"], imgs)}
+            "gen": diagnostic.features(models, imgs)}
     q = A.image_quality_table(sets, "Base DenseNet-121", n_boot=n_boot, seed=seed).set_index("comparison")
     for c in ("gen_vs_train", "gen_vs_test"):
         r = q.loc[c]
@@ -100,7 +100,6 @@ def main(argv=None):
     feats = {k: diagnostic.features(models, np.asarray(images[A.subsample(meta[meta.split == k], n, seed)
                                                                  .cache_idx.to_numpy()]))
              for k, n in (("train", 2 * cap), ("test", cap))}
-    feats["models"] = models
     model = load_ddpm(run / "03_ddpm" / "model").eval()
     req = pd.read_csv(run / "05_cohort" / "gen" / "requested.csv")
     rows_all = []
@@ -112,9 +111,10 @@ def main(argv=None):
         calls = (1000 if name == "ddpm" else steps) * (2 if guidance != 1 else 1)
         r = dict(sampler=name, steps=1000 if name == "ddpm" else steps, guidance=guidance, n=n,
                  unet_passes_per_image=calls, images_per_s=round(n / secs, 3))
-        r.update(measure(imgs, rows, ruler, real, feats, args.n_boot, seed))
+        r.update(measure(imgs, rows, ruler, real, feats, models, args.n_boot, seed))
         if name != "ddpm" and args.ddpm_n < n:   # like for like with DDPM-1000's rows
-            small = measure(imgs[:args.ddpm_n], rows.iloc[:args.ddpm_n], ruler, real, feats, args.n_boot, seed)
+            small = measure(imgs[:args.ddpm_n], rows.iloc[:args.ddpm_n], ruler, real, feats, models, args.n_boot,
+                            seed)
             r.update({f"{k} (first {args.ddpm_n})": v for k, v in small.items() if not k.startswith("_")})
         rows_all.append(r)
         print({k: v for k, v in r.items() if not k.startswith("_")}, flush=True)
