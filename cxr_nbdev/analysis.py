@@ -12,6 +12,8 @@ from scipy import stats
 from tqdm.auto import tqdm
 from sklearn.calibration import calibration_curve
 from sklearn.decomposition import PCA
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -22,24 +24,26 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 from prdc import compute_prdc
 from .core import *
-from .diagnostic import SETS
+from .diagnostic import SETS, replicate_columns
 
 # %% auto #0
 __all__ = ['TRAINING_SETS', 'TASKS', 'LABEL_NAMES', 'METRICS', 'METRIC_NAMES', 'HIGHER_IS_BETTER', 'AGE_GROUPS',
            'PREDICTION_COLUMNS', 'RANK_METRICS', 'PROPER_SCORES', 'QUALITY_PAIRS', 'RULER_FACTORS', 'FID_ORDER',
-           'CLAIMS', 'WEIGHTS_NAMES', 'training_sets', 'read_predictions', 'simulate_scores', 'simulate_predictions',
-           'precision_specificity_at_recall', 'binary_metrics', 'patient_resamples', 'bootstrap_metrics',
-           'percentile_ci', 'bootstrap_p_value', 'evaluate', 'ci_coverage', 'metrics_table', 'fmt_ci', 'fmt_diff',
-           'markdown_table', 'display_table', 'detectable_difference', 'age_group', 'subgroup_table', 'plot_subgroups',
-           'read_external', 'external_table', 'plot_external', 'plot_roc_pr', 'expected_calibration_error',
-           'calibration_table', 'plot_calibration', 'CXRFeatures', 'FeatureInput', 'fid_from_features',
-           'kernel_distance', 'prdc_metrics', 'quality_space', 'fid_bootstrap_ci', 'fid_null', 'prdc_k', 'quality_n',
-           'image_quality_table', 'inception_ready', 'inception_features', 'inception_score', 'partial_r',
-           'conditioning_fidelity', 'plot_fidelity', 'source_demographics', 'counterfactual_effects', 'dose_response',
-           'plot_dose_response', 'read_factors', 'ruler_net', 'train_ruler', 'ruler_read', 'ruler_design',
-           'effect_slope', 'boot_slopes', 'fraction_of_effect', 'plot_ruler', 'edit_fraction', 'judge',
-           'judge_noninferior', 'holm', 'judge_fid_order', 'paper_claims', 'weights_lines', 'quality_display',
-           'results_markdown', 'save_figure', 'subsample', 'run_auroc_table']
+           'CLAIMS', 'CLAIM_COLUMNS', 'WEIGHTS_NAMES', 'training_sets', 'read_predictions', 'simulate_scores',
+           'simulate_predictions', 'precision_specificity_at_recall', 'binary_metrics', 'patient_resamples',
+           'bootstrap_metrics', 'percentile_ci', 'bootstrap_p_value', 'evaluate', 'ci_coverage', 'metrics_table',
+           'fmt_ci', 'fmt_diff', 'markdown_table', 'display_table', 'detectable_difference', 'age_group',
+           'subgroup_table', 'plot_subgroups', 'read_external', 'external_table', 'plot_external', 'plot_roc_pr',
+           'expected_calibration_error', 'recalibrate', 'calibration_table', 'plot_calibration', 'CXRFeatures',
+           'FeatureInput', 'fid_from_features', 'kernel_distance', 'prdc_metrics', 'quality_space', 'fid_bootstrap_ci',
+           'fid_null', 'prdc_k', 'quality_n', 'image_quality_table', 'inception_ready', 'inception_features',
+           'inception_score', 'partial_r', 'conditioning_fidelity', 'plot_fidelity', 'source_demographics',
+           'counterfactual_effects', 'dose_response', 'plot_dose_response', 'read_factors', 'ruler_net', 'train_ruler',
+           'ruler_read', 'ruler_design', 'effect_slope', 'boot_slopes', 'fraction_of_effect', 'common_support',
+           'plot_ruler', 'edit_fraction', 'ruler_gain', 't_slope', 'replicate_matrix', 'auroc_rows',
+           'claim_differences', 'paired_claim', 'simulate_replicates', 'claim_coverage', 'holm', 'claim_verdict',
+           'judge_fid_order', 'paper_claims', 'replicate_auroc_table', 'weights_lines', 'quality_display',
+           'results_markdown', 'save_figure', 'subsample']
 
 # %% ../nbs/07_analysis.ipynb #ab21c9e0
 TRAINING_SETS = dict(zip(SETS, ("Base", "Gen", "Base+Gen", "Base+Gen(Pos)")))
@@ -53,7 +57,7 @@ METRIC_NAMES = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier score", "log
                 "specificity_at_recall": "Specificity at 50% recall"}
 HIGHER_IS_BETTER = {"auroc": True, "auprc": True, "brier": False, "log_loss": False,
                     "precision_at_recall": True, "specificity_at_recall": True}
-AGE_GROUPS = ("<60", "60-69", "70-79", "80-90")
+AGE_GROUPS = ("<60", "60-69", "70-79", "80-90", ">90")
 
 # %% ../nbs/07_analysis.ipynb #c9f17aa6
 PREDICTION_COLUMNS = ("patient_id", "age", "sex", *TASKS.values())
@@ -124,19 +128,21 @@ def _simulate_patients(rng, n_patients: int) -> tuple:
 # %% ../nbs/07_analysis.ipynb #c651c114
 def _simulated_probabilities(y, # labels
                              u, # the patient effect per image
-                             d: float, icc: float, n_runs: int, rng) -> list:
-    "`[ensemble, run 0, run 1, ...]` probabilities of labels `y`, binormal with separation `d`."
+                             d: float, icc: float, replicates: int, rng) -> list:
+    "`[ensemble, replicate 0, replicate 1, ...]` probabilities of `y`, binormal with separation `d`."
     score = d * y + u + rng.normal(0, math.sqrt(1 - icc), len(y))
     prev = max(y.mean(), 0.02)
     logit = score - d / 2 + math.log(prev / (1 - prev))
-    runs = [1 / (1 + np.exp(-(logit + rng.normal(0, 0.3, len(y))))) for _ in range(n_runs)]
-    return [1 / (1 + np.exp(-logit)), *runs]
+    gains = rng.normal(0, 0.2, replicates)   # each training discriminates a little better or worse
+    reps = [1 / (1 + np.exp(-(logit + g * d * (y - 0.5) + rng.normal(0, 0.3, len(y)))))
+            for g in gains]
+    return [1 / (1 + np.exp(-logit)), *reps]
 
 # %% ../nbs/07_analysis.ipynb #44b1e0c6
 def simulate_predictions(n_patients: int = 150, # patients; each has 1 to 3 images
                          auroc: dict | None = None, # true AUROC per set; default: the paper's
                          icc: float = 0.5, # share of score variance shared by a patient's images
-                         n_runs: int = 2, # per-run probability columns per set
+                         replicates: int = 2, # replicate trainings per set
                          seed: int = 0,
                         ) -> pd.DataFrame:
     "A table in the format of 06_diagnostic's `predictions.csv`, with known true AUROCs."
@@ -146,8 +152,9 @@ def simulate_predictions(n_patients: int = 150, # patients; each has 1 to 3 imag
         d = math.sqrt(2) * stats.norm.ppf(a)
         u = np.repeat(rng.normal(0, math.sqrt(icc), n_patients), n_img)
         for l, col in TASKS.items():
-            df[f"{s}_p_{l}"], *runs = _simulated_probabilities(df[col], u, d, icc, n_runs, rng)
-            for k, r in enumerate(runs): df[f"{s}_run{k}_p_{l}"] = r
+            df[f"{s}_p_{l}"], *reps = _simulated_probabilities(df[col], u, d, icc, replicates, rng)
+            for r, p in enumerate(reps):
+                df[f"{s}_rep{r}_p_{l}"] = df[f"{s}_rep{r}_run0_p_{l}"] = p
         for m in MEASURES:
             df[f"{s}_mu_{m}"], df[f"{s}_sigma_{m}"] = df[m] + rng.normal(0, 0.15, len(df)), 0.15
     return df
@@ -396,24 +403,27 @@ def display_table(table: pd.DataFrame, # output of `metrics_table` / `subgroup_t
     return out.assign(metric=out.metric.map(METRIC_NAMES)) if "metric" in out else out
 
 # %% ../nbs/07_analysis.ipynb #78e0c085
-def detectable_difference(table: pd.DataFrame, # `metrics_table` (or `external_table`) output
+def detectable_difference(claims: pd.DataFrame, # `paper_claims` output
                           ci: float = 0.95, # 1 − α of the two-sided test
                           power: float = 0.8,
-                          label: str = "composite", metric: str = "auroc",
+                          target: float = 0.03, # the difference the replicates column aims at
                          ) -> pd.DataFrame:
-    "Smallest difference from Base detectable with `power`: (z_(1-α/2) + z_power) × bootstrap SE."
-    t = table[(table.label == label) & (table.metric == metric)]
-    t = t[t["diff"].notna()] if "diff" in t else t.iloc[:0]
-    mult = stats.norm.ppf(1 - (1 - ci) / 2) + stats.norm.ppf(power)
-    se = t.diff_se.to_numpy()
-    return pd.DataFrame({"comparison": [f"{TRAINING_SETS[s]} − Base" for s in t.set],
-                         "diff": t["diff"].to_numpy(),
-                         "diff_se": se, "min_detectable": mult * se, "multiplier": mult})
+    "Smallest difference each claim detects with `power` (both variances); replicates for `target`."
+    c = claims[claims.se_patients.notna()].reset_index(drop=True)
+    df = c.df.where(c.df.notna(), np.inf).to_numpy(float)
+    mult = stats.t.ppf(1 - (1 - ci) / 2, df) + stats.t.ppf(power, df)
+    var_one = (c.se_training.fillna(0) ** 2 * c.replicates).to_numpy()   # one replicate's variance
+    room = (target / (stats.norm.ppf(1 - (1 - ci) / 2) + stats.norm.ppf(power))) ** 2 - c.se_patients ** 2
+    need = np.where(room > 0, np.ceil(var_one / room.where(room > 0, 1)), np.inf)
+    return pd.DataFrame({"claim": c.claim, "estimate": c.estimate, "se_training": c.se_training,
+                         "se_patients": c.se_patients, "replicates": c.replicates,
+                         "min_detectable": mult * np.hypot(c.se_training.fillna(0), c.se_patients),
+                         "replicates_for_target": np.maximum(need, 2), "target": target})
 
 # %% ../nbs/07_analysis.ipynb #9d07c2e0
 def age_group(age) -> pd.Categorical:
-    "The paper's age groups: <60, 60-69, 70-79, 80-90 (ages above 90 fall in 80-90)."
-    bins = [-np.inf, 60, 70, 80, np.inf]
+    "The paper's age groups <60, 60-69, 70-79, 80-90, and >90 for any older patient."
+    bins = [-np.inf, 60, 70, 80, np.nextafter(90, np.inf), np.inf]   # 90 itself is in 80-90
     return pd.cut(np.asarray(age, dtype=float), bins, right=False, labels=list(AGE_GROUPS))
 
 # %% ../nbs/07_analysis.ipynb #bb35b58d
@@ -534,15 +544,50 @@ def expected_calibration_error(y, p, n_bins: int = 10) -> float:
     return float(binary_calibration_error(_t(p), _t(y, torch.long), n_bins=n_bins, norm="l1",
                                           validate_args=False))
 
+# %% ../nbs/07_analysis.ipynb #07c561c0
+def _logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+def recalibrate(p_fit, # probabilities on the recalibration split (the real validation images)
+                y_fit, # its 0/1 labels
+                p, # the probabilities to map (the test images)
+                method: str = "platt", # "platt" (logistic on the logit) or "isotonic"
+               ) -> np.ndarray:
+    "`p` mapped by a calibration fitted on (`p_fit`, `y_fit`); NaN when `y_fit` has one class."
+    y_fit = np.asarray(y_fit).astype(int)
+    if len(np.unique(y_fit)) < 2: return np.full(len(np.asarray(p)), math.nan)
+    if method == "isotonic":
+        iso = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(p_fit, y_fit)
+        return iso.predict(np.asarray(p, dtype=float))
+    if method != "platt": raise ValueError(f"method {method!r}: choose 'platt' or 'isotonic'")
+    lr = LogisticRegression(C=1e6).fit(_logit(p_fit)[:, None], y_fit)
+    return lr.predict_proba(_logit(p)[:, None])[:, 1]
+
+# %% ../nbs/07_analysis.ipynb #46a50f8d
+def _calibration_row(l: str, s: str, y, p, n_bins: int, fit=None, method: str = "platt") -> dict:
+    "Raw and (with `fit` = (validation probabilities, labels)) recalibrated ECE and Brier score."
+    y, p = np.asarray(y), np.asarray(p, dtype=float)
+    row = dict(label=l, set=s, ece=expected_calibration_error(y, p, n_bins),
+               brier=float(np.mean((p - y) ** 2)) if len(y) else math.nan,
+               mean_predicted=p.mean(), observed_rate=y.mean())
+    q = recalibrate(*fit, p, method) if fit is not None else np.full(len(p), math.nan)
+    ok = not np.isnan(q).any()
+    return row | dict(ece_recalibrated=expected_calibration_error(y, q, n_bins) if ok else math.nan,
+                      brier_recalibrated=float(np.mean((q - y) ** 2)) if ok else math.nan,
+                      mean_recalibrated=q.mean())
+
 # %% ../nbs/07_analysis.ipynb #79f3d5e5
 def calibration_table(pred: pd.DataFrame, sets: list | None = None, labels: tuple = tuple(TASKS),
-                      n_bins: int = 10) -> pd.DataFrame:
-    "ECE, mean predicted probability and observed rate per label and training set."
+                      n_bins: int = 10,
+                      val: pd.DataFrame | None = None, # predictions on the real validation split
+                      method: str = "platt", # recalibration: "platt" or "isotonic"
+                     ) -> pd.DataFrame:
+    "Raw and recalibrated ECE and Brier score, mean probability and observed rate, per label and set."
     sets = sets or training_sets(pred)
-    row = lambda l, s, y, p: dict(label=l, set=s, ece=expected_calibration_error(y, p, n_bins),
-                                  mean_predicted=p.mean(), observed_rate=y.mean())
-    return pd.DataFrame([row(l, s, pred[TASKS[l]], pred[f"{s}_p_{l}"])
-                         for l in labels for s in sets])
+    fit = lambda l, s: None if val is None else (val[f"{s}_p_{l}"], val[TASKS[l]])
+    return pd.DataFrame([_calibration_row(l, s, pred[TASKS[l]], pred[f"{s}_p_{l}"], n_bins,
+                                          fit(l, s), method) for l in labels for s in sets])
 
 # %% ../nbs/07_analysis.ipynb #cff7dac7
 def _calibration_panel(ax_curve, ax_hist, y, pred: pd.DataFrame, sets: list, l: str, n_bins: int):
@@ -1016,18 +1061,36 @@ def fraction_of_effect(read_gen, design_gen, read_real, design_real, real_ids, d
     return dict(n=len(design_gen), slope_generated=sg, slope_real=sr, fraction=sg / sr,
                 fraction_ci_low=lo, fraction_ci_high=hi)
 
+# %% ../nbs/07_analysis.ipynb #686e96b2
+def common_support(x_real, x_gen, q: float = 0.025) -> tuple:
+    "`(low, high)`: the range of a condition inside both sets' central 1 − 2q."
+    lo = max(np.quantile(x_real, q), np.quantile(x_gen, q))
+    hi = min(np.quantile(x_real, 1 - q), np.quantile(x_gen, 1 - q))
+    return float(lo), float(hi)
+
 # %% ../nbs/07_analysis.ipynb #bdb32b91
+def _binned(x, v, edges) -> pd.DataFrame:
+    "Mean and SE of `v` in bins of `x` (bins with fewer than 2 values dropped)."
+    d = pd.DataFrame({"x": np.asarray(x), "v": np.asarray(v)})
+    d["bin"] = pd.cut(d.x, edges, include_lowest=True)
+    g = d.groupby("bin", observed=True).agg(x=("x", "mean"), m=("v", "mean"), sd=("v", "std"),
+                                            n=("v", "size"))
+    return g[g.n >= 2].assign(se=lambda t: t.sd / np.sqrt(t.n))
+
 def plot_ruler(read_real, design_real, read_gen=None, design_gen=None,
-               target: str = "log_heart_scale"):
-    "The ruler's reading against the driving condition, real test vs generated images."
+               target: str = "log_heart_scale", bins: int = 8, support: tuple | None = None):
+    "Binned means of the ruler's reading against the driving condition, real test vs generated."
     drv = RULER_FACTORS[target]
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for r, d, name in [(read_real, design_real, "real test (measured)"),
-                       (read_gen, design_gen, "generated (requested)")]:
-        if r is None or not len(r): continue
-        ax.scatter(d[drv], r, s=8, alpha=0.5, label=f"{name}, slope {effect_slope(r, d, drv):.2f}")
-    ax.set_xlabel(f"log {'LVIDd' if drv == 'lvidd' else 'IVSd + LVPWd'}")
-    ax.set_ylabel(f"ruler: {target}")
+    sets = [(r, d, n) for r, d, n in [(read_real, design_real, "real test (measured)"),
+            (read_gen, design_gen, "generated (requested)")] if r is not None and len(r)]
+    edges = np.quantile(np.concatenate([d[drv] for _, d, _ in sets]), np.linspace(0, 1, bins + 1))
+    for r, d, name in sets:
+        b = _binned(d[drv], r, np.unique(edges))
+        ax.errorbar(b.x, b.m, yerr=b.se, fmt="o-", ms=4, capsize=2,
+                    label=f"{name}, slope {effect_slope(r, d, drv):.2f}")
+    if support is not None: ax.axvspan(*support, color="0.9", zorder=0, label="common support")
+    ax.set(xlabel=f"log {'LVIDd' if drv == 'lvidd' else 'IVSd + LVPWd'}", ylabel=f"ruler: {target}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -1049,35 +1112,140 @@ def edit_fraction(meta: pd.DataFrame, # counterfactuals: cf_of, edit, edit_featu
                   reading, # (N,) the ruler's reading of one target, row-aligned with `meta`
                   driver: str, # "lvidd" or "wall"
                   slope_real: float, # the real images' slope
-                  real_boot_slopes, # and its bootstrap slopes
-                  n_boot: int = 200, ci: float = 0.95, seed: int = 0) -> dict:
-    "Fraction of the true effect shown by edits: slope of reading on requested change ÷ real."
+                  real_boot_slopes, # and its bootstrap slopes (their SD is its SE)
+                  ci: float = 0.95) -> dict:
+    "Fraction of the true effect shown by edits: mean per-source slope ÷ real slope, t interval."
     ids, x, y = _edit_changes(meta, reading, driver)
     if not len(ids): return dict(n_edits=0)
-    boots = patient_resamples(ids, n_boot, seed)
-    ratios = [_origin_slope(x[b], y[b]) / s for b, s in zip(boots, real_boot_slopes)]
-    lo, hi = percentile_ci(ratios, ci)
-    return dict(n_edits=len(ids), n_sources=pd.Series(ids).nunique(),
-                slope_edit=_origin_slope(x, y), slope_real=slope_real,
-                fraction=_origin_slope(x, y) / slope_real,
-                fraction_ci_low=lo, fraction_ci_high=hi)
+    d = pd.DataFrame({"s": ids, "x": x, "y": y})
+    per = np.array([_origin_slope(g.x, g.y) for _, g in d.groupby("s")])
+    n, frac = len(per), per.mean() / slope_real
+    var = (per.var(ddof=1) / n if n > 1 else math.nan) + (frac * _sd(real_boot_slopes)) ** 2
+    h = stats.t.ppf((1 + ci) / 2, n - 1) * math.sqrt(var) / abs(slope_real) if n > 1 else math.nan
+    return dict(n_edits=len(ids), n_sources=n, slope_edit=per.mean(), slope_real=slope_real,
+                fraction=frac, fraction_ci_low=frac - h, fraction_ci_high=frac + h)
 
-# %% ../nbs/07_analysis.ipynb #91daf703
-def judge(diff, lo, hi, direction: int = 1) -> str:
-    "Verdict on a claimed difference of sign `direction`, from its estimate and CI."
-    if any(v is None or math.isnan(v) for v in (diff, lo, hi)): return "not evaluable"
-    if diff == 0: return "no difference"
-    if (direction > 0 and lo > 0) or (direction < 0 and hi < 0): return "supported"
-    if direction * diff > 0: return "same direction, not significant"
-    if (direction > 0 and hi < 0) or (direction < 0 and lo > 0): return "contradicted"
-    return "opposite direction, not significant"
+# %% ../nbs/07_analysis.ipynb #0e7d4fc1
+def ruler_gain(reading, # (N,) the ruler's reading of one target on real images
+               truth, # (N,) the recorded factor of those images
+               design: pd.DataFrame, ids, driver: str,
+               n_boot: int = 200, ci: float = 0.95, seed: int = 0) -> dict:
+    "The ruler's slope on `driver` ÷ the true factor's slope, with a paired patient-bootstrap CI."
+    sr, st = effect_slope(reading, design, driver), effect_slope(truth, design, driver)
+    boot = (boot_slopes(reading, design, ids, driver, n_boot, seed)
+            / boot_slopes(truth, design, ids, driver, n_boot, seed))
+    lo, hi = percentile_ci(boot, ci)
+    return dict(estimate=sr / st, ci_low=lo, ci_high=hi, n=len(design), slope_ruler=sr,
+                slope_truth=st, interval="patient bootstrap")
 
-# %% ../nbs/07_analysis.ipynb #a5459acd
-def judge_noninferior(lo, # lower CI bound of (new − reference)
-                      margin: float = 0.05) -> str:
-    "Non-inferiority verdict: the interval of the difference lies above −margin."
-    if lo is None or math.isnan(lo): return "not evaluable"
-    return f"{'non-inferior' if lo > -margin else 'non-inferiority not shown'} (margin {margin:g})"
+# %% ../nbs/07_analysis.ipynb #aa0a9313
+def t_slope(x, y, ci: float = 0.95) -> dict:
+    "Least-squares slope of `y` on `x` with its t interval (n − 2 df), and the correlation."
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0: return dict(estimate=math.nan, ci_low=math.nan, ci_high=math.nan,
+                                                 n=len(x), r=math.nan, interval="t, n − 2 df")
+    fit = stats.linregress(x, y)
+    h = stats.t.ppf((1 + ci) / 2, len(x) - 2) * fit.stderr
+    return dict(estimate=fit.slope, ci_low=fit.slope - h, ci_high=fit.slope + h, n=len(x),
+                r=fit.rvalue, interval="t, n − 2 df")
+
+# %% ../nbs/07_analysis.ipynb #c12ffb63
+def replicate_matrix(pred: pd.DataFrame, # predictions.csv of 06_diagnostic
+                     s: str, # a training set
+                     label: str = "composite", # slvh, dlv or composite
+                    ) -> np.ndarray:
+    "Probabilities of each replicate ensemble of set `s`, shape (replicates, images)."
+    cols = replicate_columns(pred, s, label) or [f"{s}_p_{label}"]
+    return pred[cols].to_numpy(float).T
+
+# %% ../nbs/07_analysis.ipynb #62bc5934
+def auroc_rows(y, # 0/1 labels (N,)
+               p, # scores (R, N): one row per replicate
+              ) -> np.ndarray:
+    "AUROC of each row of `p` from the Mann-Whitney U statistic; NaN rows when a class is missing."
+    y, p = np.asarray(y).astype(bool), np.atleast_2d(np.asarray(p, dtype=float))
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0: return np.full(len(p), math.nan)
+    u = stats.mannwhitneyu(p[:, y], p[:, ~y], axis=1, method="asymptotic").statistic
+    return u / (n1 * n0)
+
+# %% ../nbs/07_analysis.ipynb #31a2a6bc
+def claim_differences(y, # 0/1 labels (N,)
+                      preds_a, # (R, N) probabilities of set a's replicates
+                      preds_b, # (R, N) of set b's, row r paired with a's row r
+                      idx=None, # image indices, e.g. a bootstrap resample (default: all images)
+                      group=None, # (N,) bool: the difference in the group minus outside it
+                     ) -> np.ndarray:
+    "AUROC of a − AUROC of b per replicate (R,); with `group`, the interaction (in − out)."
+    idx = np.arange(len(np.asarray(y))) if idx is None else np.asarray(idx)
+    y, a, b = np.asarray(y)[idx], np.asarray(preds_a)[:, idx], np.asarray(preds_b)[:, idx]
+    diff = lambda m: auroc_rows(y[m], a[:, m]) - auroc_rows(y[m], b[:, m])
+    if group is None: return diff(slice(None))
+    g = np.asarray(group, dtype=bool)[idx]
+    return diff(g) - diff(~g)
+
+# %% ../nbs/07_analysis.ipynb #1f162af4
+def _claim_interval(point, # (R,) per-replicate differences on all images
+                    boot, # (B,) the replicates' mean difference on each patient resample
+                    ci: float = 0.95, margin: float = 0.0) -> dict:
+    "Estimate, interval, both SEs, Satterthwaite df and two-sided p of H0: difference = −margin."
+    r, est, se_p = len(point), float(np.mean(point)), _sd(boot)
+    se_t = float(np.std(point, ddof=1) / math.sqrt(r)) if r > 1 else math.nan
+    var_t = 0.0 if math.isnan(se_t) else se_t ** 2
+    se = math.sqrt(var_t + se_p ** 2)
+    df = (se ** 4) * (r - 1) / var_t ** 2 if var_t > 0 else math.inf
+    q, z = stats.t.ppf((1 + ci) / 2, df), (est + margin) / se if se > 0 else math.nan
+    return dict(estimate=est, ci_low=est - q * se, ci_high=est + q * se, se_training=se_t,
+                se_patients=se_p, df=df, p_value=float(2 * stats.t.sf(abs(z), df)), replicates=r)
+
+# %% ../nbs/07_analysis.ipynb #cad9d3b3
+def paired_claim(y, # 0/1 labels, one per image
+                 patient_ids, # one per image
+                 preds_a, # (replicates, images): the set the claim is about
+                 preds_b, # (replicates, images): the reference set, replicate r paired with a's r
+                 n_boot: int = 1000, seed: int = 0, ci: float = 0.95,
+                 group=None, # (images,) bool: claim the interaction (a − b in group − outside)
+                 margin: float = 0.0, # non-inferiority margin: H0 is a − b = −margin
+                ) -> dict:
+    "AUROC difference a − b over replicate trainings and patients: estimate, interval, SEs, p."
+    a, b = np.atleast_2d(preds_a), np.atleast_2d(preds_b)
+    if a.shape != b.shape: raise ValueError(f"preds_a {a.shape} and preds_b {b.shape} differ")
+    point = claim_differences(y, a, b, group=group)
+    boots = [np.mean(claim_differences(y, a, b, i, group))
+             for i in patient_resamples(patient_ids, n_boot, seed)]
+    return _claim_interval(point, np.array(boots), ci, margin)
+
+# %% ../nbs/07_analysis.ipynb #ac3cb8c7
+def simulate_replicates(n_patients: int = 300, replicates: int = 4,
+                        auroc: float = 0.75, # true AUROC of set b (and of a, plus `shift`)
+                        shift: float = 0.0, # true AUROC of a minus that of b
+                        training_sd: float = 0.3, # SD of each training's gain in separation
+                        prevalence: float = 0.2, icc: float = 0.5, seed: int = 0) -> tuple:
+    "`(frame with patient_id and y, preds_a, preds_b)`: replicate probabilities (R, N) of two sets."
+    rng = np.random.default_rng(seed)
+    n_img = rng.integers(1, 4, n_patients)
+    y = np.repeat(rng.random(n_patients) < prevalence, n_img).astype(int)
+    shared = np.repeat(rng.normal(0, math.sqrt(icc), n_patients), n_img)
+    shared = shared + rng.normal(0, math.sqrt(1 - icc), len(y))   # what any model sees
+    def replicates_of(a):
+        d = math.sqrt(2) * stats.norm.ppf(a) + rng.normal(0, training_sd, (replicates, 1))
+        return 1 / (1 + np.exp(-(d * y + shared + rng.normal(0, 0.3, (replicates, len(y))))))
+    ids = np.repeat(np.arange(n_patients), n_img)
+    return pd.DataFrame({"patient_id": ids, "y": y}), replicates_of(auroc + shift), replicates_of(auroc)
+
+# %% ../nbs/07_analysis.ipynb #31897d31
+def claim_coverage(n_sims: int = 60, # simulated runs
+                   n_boot: int = 100, ci: float = 0.95, seed: int = 0,
+                   **kwargs, # passed to `simulate_replicates` (replicates, training_sd, ...)
+                  ) -> dict:
+    "Share of simulated null comparisons whose interval covers 0: both variances vs patients only."
+    z, hits = stats.norm.ppf((1 + ci) / 2), []
+    for k in tqdm(range(n_sims), desc="coverage", leave=False):
+        df, a, b = simulate_replicates(seed=seed + k, **kwargs)
+        c = paired_claim(df.y, df.patient_id, a, b, n_boot, seed + k, ci)
+        hits.append((c["ci_low"] <= 0 <= c["ci_high"], abs(c["estimate"]) <= z * c["se_patients"]))
+    both, patients = np.mean(hits, axis=0)
+    return dict(both_variances=float(both), patients_only=float(patients), n_sims=n_sims)
 
 # %% ../nbs/07_analysis.ipynb #05a0da38
 def holm(p_values) -> np.ndarray:
@@ -1087,6 +1255,18 @@ def holm(p_values) -> np.ndarray:
     order = ok[np.argsort(p[ok], kind="stable")]
     out[order] = np.minimum(1, np.maximum.accumulate((len(ok) - np.arange(len(ok))) * p[order]))
     return out
+
+# %% ../nbs/07_analysis.ipynb #fd5aa8c1
+def claim_verdict(kind: str, # "superior", "interaction" or "noninferior"
+                  estimate: float, p_holm: float, replicates: int,
+                  alpha: float = 0.05, margin: float = 0.0) -> str:
+    "The verdict from the estimate and the Holm-adjusted two-sided p (the rules above)."
+    if replicates < 2: return "not evaluable (fewer than 2 replicates)"
+    if math.isnan(estimate) or math.isnan(p_holm): return "not evaluable"
+    above, shown = estimate > -margin, p_holm < alpha
+    if kind != "noninferior": return ("supported" if above else "contradicted") if shown else "not shown"
+    words = ("non-inferior" if above else "inferior") if shown else "non-inferiority not shown"
+    return f"{words} (margin {margin:g})"
 
 # %% ../nbs/07_analysis.ipynb #780b21f2
 FID_ORDER = ("train_vs_test", "gen_vs_train", "gen_vs_test")   # the paper's order, smallest first
@@ -1103,41 +1283,48 @@ def judge_fid_order(q: pd.DataFrame, # one extractor's `image_quality_table`, in
 def _paper_vs_base(s: str) -> str:
     return f"{PAPER_COMPOSITE_AUROC[s]:.2f} vs {PAPER_COMPOSITE_AUROC['base']:.2f}"
 
-CLAIMS = [("base_genpos", 1, "Base+Gen(Pos) beats Base on composite AUROC",
-           _paper_vs_base("base_genpos"), {}),
-          ("base_gen", 1, "Base+Gen beats Base on composite AUROC", _paper_vs_base("base_gen"), {}),
-          ("gen", 0, "Gen alone performs comparably to Base on composite AUROC (non-inferiority)",
-           _paper_vs_base("gen"), {}),
-          ("base_genpos", 1, "Base+Gen(Pos) beats Base in the under-60 group (composite AUROC)",
-           f"{PAPER_UNDER60['base_genpos']:.2f}, {PAPER_UNDER60['gain_over_base']}",
-           {"age_group": "<60"})]
+_GAIN = f"{100 * (PAPER_COMPOSITE_AUROC['base_genpos'] / PAPER_COMPOSITE_AUROC['base'] - 1):+.1f}%"
+CLAIMS = [  # (set vs Base, kind, age group, the claim, the paper's figures)
+    ("gen", "noninferior", "all", "Gen alone performs comparably to Base (non-inferiority)",
+     _paper_vs_base("gen")),
+    ("base_gen", "superior", "all", "Base+Gen beats Base", _paper_vs_base("base_gen")),
+    ("base_genpos", "superior", "all", "Base+Gen(Pos) beats Base", _paper_vs_base("base_genpos")),
+    ("base_gen", "superior", "<60", "Base+Gen beats Base under 60", "not reported"),
+    ("base_genpos", "superior", "<60", "Base+Gen(Pos) beats Base under 60",
+     f"{PAPER_UNDER60['base_genpos']:.2f}, {PAPER_UNDER60['gain_over_base']}"),
+    ("base_genpos", "interaction", "<60", "Base+Gen(Pos) gains more under 60 than at 60 and over",
+     f"{PAPER_UNDER60['gain_over_base']} under 60 vs {_GAIN} overall, not tested")]
 
 # %% ../nbs/07_analysis.ipynb #85d0fcd6
-def _diff_row(t: pd.DataFrame, s: str, **where):
-    "The AUROC row of set `s` in `t` (restricted to `where`), or None."
-    q = t[(t.set == s) & (t.metric == "auroc")]
-    for k, v in where.items(): q = q[q[k] == v]
-    return q.iloc[0] if len(q) else None
+def _claim_data(pred: pd.DataFrame, s: str, kind: str, group: str, label: str) -> tuple:
+    "`(y, patient ids, preds of s, preds of Base, interaction mask or None)` of one claim."
+    in_group = np.asarray(age_group(pred.age) == group) if group != "all" else None
+    d = pred[in_group] if in_group is not None and kind != "interaction" else pred
+    mask = in_group if kind == "interaction" else None
+    a, b = replicate_matrix(d, s, label), replicate_matrix(d, "base", label)
+    return d[TASKS[label]].to_numpy(), d.patient_id.to_numpy(), a, b, mask
 
 # %% ../nbs/07_analysis.ipynb #3000d5ea
-def _evidence(r, s: str, pct: str) -> str:
-    "The numbers behind an AUROC claim, in words."
-    if math.isnan(r["diff"]):
-        return f"undefined ({r.n_images} images, {r.n_positive} positive: a class is missing)"
-    return (f"{TRAINING_SETS[s]} {r.estimate:.3f} vs Base {r.estimate - r['diff']:.3f}: "
-            f"{r['diff']:+.3f} AUROC, {pct} CI {r.diff_low:+.3f} to {r.diff_high:+.3f}, "
-            f"p={r.p_value:.3g} ({r.n_images} images, {r.n_positive} positive)")
+def _evidence(r, pct: str) -> str:
+    "The numbers behind a claim, in words."
+    if r.replicates == 0: return "set not in this run"
+    if math.isnan(r.estimate): return f"undefined ({r.n_images} images, {r.n_positive} positive)"
+    what = "interaction" if r.kind == "interaction" else f"{TRAINING_SETS[r.set]} − Base"
+    return (f"{what} {r.estimate:+.3f} AUROC, {pct} CI {r.ci_low:+.3f} to {r.ci_high:+.3f} "
+            f"(SE: training {r.se_training:.3f}, patients {r.se_patients:.3f}; {r.replicates} "
+            f"replicates, {r.n_images} images, {r.n_positive} positive)")
 
 # %% ../nbs/07_analysis.ipynb #3e3ace6e
-def _claim_row(r, s: str, sign: int, claim: str, paper: str, pct: str, margin: float) -> dict:
-    "One AUROC claim: evidence in words and its verdict (sign 0 = non-inferiority)."
-    if r is None or "diff" not in r:
-        return dict(claim=claim, paper=paper, this_run="set or group not in this run",
-                    verdict="not evaluable")
-    verdict = judge_noninferior(r.diff_low, margin) if sign == 0 else \
-              judge(r["diff"], r.diff_low, r.diff_high, sign)
-    return dict(claim=claim, paper=paper, this_run=_evidence(r, s, pct), verdict=verdict,
-                p_value=r.p_value if sign else math.nan)
+def _claim_row(pred: pd.DataFrame, claim: tuple, n_boot: int, seed: int, ci: float,
+               margin: float, label: str = "composite") -> dict:
+    "One claim of CLAIMS with its paired interval over replicates and patients (no verdict yet)."
+    s, kind, group, words, paper = claim
+    row = dict(claim=words, paper=paper, set=s, kind=kind, age_group=group,
+               margin=margin if kind == "noninferior" else 0.0, replicates=0)
+    if not {s, "base"} <= set(training_sets(pred)): return row
+    y, ids, a, b, mask = _claim_data(pred, s, kind, group, label)
+    c = paired_claim(y, ids, a, b, n_boot, seed, ci, mask, row["margin"])
+    return row | c | dict(n_images=len(y), n_positive=int(y.sum()))
 
 # %% ../nbs/07_analysis.ipynb #dd9552b3
 def _fid_claim_row(ext: str, q: pd.DataFrame) -> dict:
@@ -1150,26 +1337,41 @@ def _fid_claim_row(ext: str, q: pd.DataFrame) -> dict:
                 paper=paper, this_run=fids, verdict=judge_fid_order(q))
 
 # %% ../nbs/07_analysis.ipynb #e1805af4
-def paper_claims(table2: pd.DataFrame, # `metrics_table` output
-                 age: pd.DataFrame | None = None, # `subgroup_table(..., "age_group")` output
+CLAIM_COLUMNS = ["claim", "verdict", "estimate", "ci_low", "ci_high", "se_training", "se_patients",
+                 "replicates", "df", "p_value", "p_holm", "set", "kind", "age_group", "margin",
+                 "n_images", "n_positive", "paper", "this_run"]
+
+def paper_claims(pred: pd.DataFrame, # predictions.csv of 06_diagnostic
                  quality: pd.DataFrame | None = None, # `image_quality_table` outputs, stacked
-                 ci: float = 0.95,
+                 n_boot: int = 1000, ci: float = 0.95,
                  margin: float = 0.05, # non-inferiority margin of Gen vs Base (AUROC)
-                ) -> pd.DataFrame:
-    "The paper's claims, this run's evidence, a verdict each; superiority p-values Holm-adjusted."
-    rows, pct = [], f"{round(100 * ci)}%"
-    for s, sign, claim, paper, where in CLAIMS:
-        t = table2 if not where else age
-        ok = t is not None and "label" in t
-        r = _diff_row(t[t.label == "composite"], s, **where) if ok else None
-        rows.append(_claim_row(r, s, sign, claim, paper, pct, margin))
-    for ext, q in ([] if quality is None or len(quality) == 0 else quality.groupby("extractor")):
-        rows.append(_fid_claim_row(ext, q.set_index("comparison")))
-    out = pd.DataFrame(rows).reindex(columns=["claim", "paper", "this_run", "verdict", "p_value"])
-    out["p_holm"] = holm(out.p_value)
-    weak = (out.verdict == "supported") & (out.p_holm >= 1 - ci)
-    out.loc[weak, "verdict"] = "same direction, not significant after Holm adjustment"
-    return out
+                 seed: int = 0, label: str = "composite") -> pd.DataFrame:
+    "The paper's claims over replicates and patients, Holm-adjusted verdicts; the FID order."
+    rows = [_claim_row(pred, c, n_boot, seed, ci, margin, label)
+            for c in tqdm(CLAIMS, desc="claims", leave=False)]
+    out = pd.DataFrame(rows).reindex(columns=CLAIM_COLUMNS)
+    out["p_holm"] = holm(out.p_value.where(out.replicates >= 2))
+    out["verdict"] = [claim_verdict(r.kind, r.estimate, r.p_holm, r.replicates, 1 - ci, r.margin)
+                      for r in out.itertuples()]
+    out["this_run"] = [_evidence(r, f"{round(100 * ci)}%") for r in out.itertuples()]
+    fid = [_fid_claim_row(e, q.set_index("comparison"))
+           for e, q in ([] if quality is None or not len(quality) else quality.groupby("extractor"))]
+    return pd.concat([out, pd.DataFrame(fid)], ignore_index=True).reindex(columns=CLAIM_COLUMNS)
+
+# %% ../nbs/07_analysis.ipynb #c1261137
+def _fmt_list(v, digits: int = 3) -> str: return ", ".join(f"{x:.{digits}f}" for x in v)
+
+# %% ../nbs/07_analysis.ipynb #00a09750
+def replicate_auroc_table(pred: pd.DataFrame, sets: list | None = None,
+                          label: str = "composite") -> pd.DataFrame:
+    "AUROC of each replicate ensemble and of the pooled ensemble, per training set."
+    sets, rows, y = sets or training_sets(pred), [], pred[TASKS[label]].to_numpy()
+    for s in sets:
+        a = auroc_rows(y, replicate_matrix(pred, s, label))
+        rows.append(dict(set=s, replicates=len(a), replicate_aurocs=_fmt_list(a),
+                         replicate_mean=np.mean(a), replicate_sd=_sd(a),
+                         replicate_min=np.min(a), pooled_auroc=auroc_rows(y, pred[f"{s}_p_{label}"])[0]))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/07_analysis.ipynb #8f60de62
 WEIGHTS_NAMES = {"vgg16_imagenet": "VGG16 of the perceptual loss (03_ddpm)",
@@ -1190,39 +1392,57 @@ def weights_lines(weights: dict, # the `weights` entry of the run's manifest.jso
 
 # %% ../nbs/07_analysis.ipynb #f1f35891
 def _test_set_line(comp: pd.DataFrame, n_boot: int, ci: float) -> str:
-    "The test set's size and how the intervals were made (`comp`: composite AUROC rows)."
+    "The test set's size and how the tables' intervals were made (`comp`: composite AUROC rows)."
     return (f"Test set: {comp.n_images.iloc[0]} images of {comp.n_patients.iloc[0]} patients, "
-            f"{comp.n_positive.iloc[0]} with the composite label. Intervals: {round(100 * ci)}% "
-            f"percentile bootstrap over patients ({n_boot} resamples); differences are paired "
-            "(same resamples) against Base.")
+            f"{comp.n_positive.iloc[0]} with the composite label. The tables score each set's pooled "
+            f"ensemble (every replicate's models) with {round(100 * ci)}% percentile bootstrap "
+            f"intervals over patients ({n_boot} resamples), paired against Base: descriptive, and "
+            "conditional on the models trained; the claims below add the training variance.")
 
 # %% ../nbs/07_analysis.ipynb #445b7218
-def _comparisons_line(claims: pd.DataFrame, tables: list, ci: float) -> str:
-    "How many comparisons results.md makes, and how they are adjusted."
-    n_holm = int(claims.p_holm.notna().sum()) if "p_holm" in claims else 0
-    n_desc = sum(int(t.p_value.notna().sum()) for t in tables
-                 if t is not None and len(t) and "p_value" in t)
-    return (f"Comparisons: {len(claims)} claims are judged below. The {n_holm} that claim a "
-            f"difference and carry a p-value are Holm-adjusted together (supported only if the "
-            f"interval excludes 0 and the adjusted p < {1 - ci:.2g}); the non-inferiority and "
-            f"FID-order verdicts are read from the {round(100 * ci)}% intervals. The {n_desc} "
-            f"paired differences vs Base in the tables below are descriptive: their p-values are "
-            f"unadjusted.")
+def _rules_lines(claims: pd.DataFrame, ci: float, margin: float) -> list:
+    "How the claims are decided: the rules, before any number."
+    a, n = 1 - ci, int(claims.p_holm.notna().sum())
+    return ["## How the claims are decided", "",
+            "- Each claim compares a training set with Base on composite AUROC over paired replicate "
+            "trainings (replicate r of every set shares its initial weights and real-image draw) and "
+            "test patients (the same resamples for every replicate).",
+            f"- Its {round(100 * ci)}% interval adds the variance between replicates to the variance "
+            "over patients (t reference, Welch–Satterthwaite df); its p-value is two-sided.",
+            f"- The {n} directional claims with 2 or more replicates form one family, Holm-adjusted. "
+            f"Supported: adjusted p < {a:.2g} with the estimate in the paper's direction; "
+            f"contradicted: adjusted p < {a:.2g} the other way; otherwise not shown.",
+            f"- Gen \"comparable\" is non-inferiority with margin {margin:g} AUROC (H0: Gen − Base = "
+            f"−{margin:g}): non-inferior, inferior, or non-inferiority not shown.",
+            "- Fewer than 2 replicates: the training variance is unknown; not evaluable.", ""]
+
+# %% ../nbs/07_analysis.ipynb #d2b9eabf
+def _conditional_lines(replicates: int, dataset: str = "phantom") -> list:
+    "Which randomness the run's intervals cover, and which they do not."
+    data = ("one phantom cohort, rendered from one seed" if dataset == "phantom"
+            else "one data set and its one patient split")
+    return ["## What the intervals cover", "",
+            f"They cover the diagnostic trainings ({replicates} replicates per set: initial "
+            "weights, real-image draw, resampling, minibatch order) and the test patients. They "
+            f"are conditional on one trained DDPM and its one generated cohort, and on {data}: a "
+            "new DDPM or data seed can move every number further. Studies of many runs add DDPM "
+            "replicates.", ""]
 
 # %% ../nbs/07_analysis.ipynb #0303f1ab
-def _composite_lines(comp: pd.DataFrame) -> list:
-    "Composite AUROC per set beside the paper's, with the difference from Base."
+def _composite_lines(comp: pd.DataFrame, reps: pd.DataFrame | None = None) -> list:
+    "Composite AUROC per set beside the paper's, each replicate's AUROC, the difference from Base."
     keys = ("diff", "diff_low", "diff_high", "p_value")
     diff = lambda r: fmt_diff(*(r.get(k, math.nan) for k in keys))
+    each = {} if reps is None else dict(zip(reps.set, reps.replicate_aurocs))
     rows = [dict(set=TRAINING_SETS[s], paper=f"{PAPER_COMPOSITE_AUROC[s]:.2f}",
-                 this_run=fmt_ci(r.estimate, r.ci_low, r.ci_high), vs_base=diff(r))
+                 pooled_ensemble=fmt_ci(r.estimate, r.ci_low, r.ci_high),
+                 replicates=each.get(s, ""), vs_base_patients_only=diff(r))
             for s, r in comp.iterrows()]
     return ["## Composite AUROC beside the paper", "", markdown_table(pd.DataFrame(rows)), ""]
 
 def _claims_lines(claims: pd.DataFrame) -> list:
     "One bullet per claim: the paper, this run, the verdict."
-    p = lambda c: getattr(c, "p_holm", math.nan)
-    adj = lambda c: "" if math.isnan(p(c)) else f", Holm-adjusted p={p(c):.3g}"
+    adj = lambda c: "" if math.isnan(c.p_holm) else f", Holm-adjusted p={c.p_holm:.3g}"
     return [f"- **{c.claim}** (paper: {c.paper}). This run: {c.this_run}{adj(c)}. "
             f"Verdict: **{c.verdict}**." for c in claims.itertuples()]
 
@@ -1267,31 +1487,35 @@ def _extension_sentences(fidelity, dose, ci: float = 0.95) -> list:
 
 # %% ../nbs/07_analysis.ipynb #d2bdebee
 def _ruler_lines(accuracy: pd.DataFrame | None, fractions: pd.DataFrame | None,
-                 ci: float = 0.95) -> list:
-    "The phantom ruler: its accuracy on the test split and the fractions of the true effect."
+                 gains: pd.DataFrame | None = None, ci: float = 0.95) -> list:
+    "The phantom ruler: accuracy and gains against the true factors, the fractions of the effect."
     if accuracy is None or not len(accuracy): return []
     acc = "; ".join(f"{r.target} r = {r.r:.2f}" for r in accuracy.itertuples())
     out = ["## Conditioning measured by the phantom ruler", "",
            f"The ruler (a 4-conv CNN trained on {accuracy.n_train.iloc[0]} phantom training "
            f"images to read the hidden rendering factors) agrees with the true factors on "
            f"{accuracy.n_test.iloc[0]} test images: {acc}.", ""]
+    for r in ([] if gains is None else gains.itertuples()):
+        out.append(f"- Ruler {r.measure}, {r.images}, {r.target}: "
+                   f"{fmt_ci(r.estimate, r.ci_low, r.ci_high, 2)} ({r.n} images; {r.interval}).")
     for r in ([] if fractions is None else fractions.itertuples()):
         out.append(f"- {r.images}, {r.driver} ({r.target}): "
                    f"{fmt_ci(r.fraction, r.fraction_ci_low, r.fraction_ci_high, 2)} of the true "
-                   f"effect reproduced (1 = all; {round(100 * ci)}% bootstrap CI; {r.note}).")
+                   f"effect reproduced (1 = all; {round(100 * ci)}% CI; {r.note}).")
     return out + [""]
 
 # %% ../nbs/07_analysis.ipynb #bc16aa9b
 def _power_lines(detectable: pd.DataFrame | None, power: float, ci: float) -> list:
-    "The smallest detectable composite AUROC difference per comparison."
+    "The smallest detectable composite AUROC difference per claim, both variances counted."
     if detectable is None or not len(detectable): return []
-    mult = detectable.multiplier.iloc[0]
+    t = detectable.target.iloc[0]
     return ["## Power: the smallest detectable composite AUROC difference", "",
-            f"Smallest true difference from Base each comparison detects with "
-            f"{round(100 * power)}% power in a two-sided test at α = {1 - ci:.2g}: "
-            f"(z_(1-α/2) + z_power) × SE = {mult:.2f} × SE, SE = the bootstrap SD of the paired "
-            "difference.", "",
-            markdown_table(detectable.drop(columns="multiplier")), ""]
+            f"Smallest true difference each claim detects with {round(100 * power)}% power in a "
+            f"two-sided test at α = {1 - ci:.2g}: (t_(1-α/2) + t_power) × SE, SE counting the "
+            "training and the patient variance. `replicates_for_target`: replicates that would "
+            f"bring it to {t:g} (normal approximation; inf: the test patients alone exceed it, "
+            "more test patients are needed).", "",
+            markdown_table(detectable.drop(columns="target")), ""]
 
 # %% ../nbs/07_analysis.ipynb #4e59eccc
 def _time_lines(stages: dict | None) -> list:
@@ -1377,23 +1601,24 @@ def results_markdown(run_name: str,
                      external: pd.DataFrame | None = None, # `external_table` (Fig. 4)
                      detectable: pd.DataFrame | None = None, # `detectable_difference`
                      power: float = 0.8,
-                     ruler: tuple | None = None, # (accuracy, fractions) of the phantom ruler
+                     ruler: tuple | None = None, # (accuracy, fractions, gains) of the phantom ruler
                      stages: dict | None = None, # manifest.json's `stages` (their run time)
+                     replicates: pd.DataFrame | None = None, # `replicate_auroc_table`
+                     margin: float = 0.05, dataset: str = "phantom",
                     ) -> str:
-    "The run's results summary as markdown."
-    t2 = table2
-    comp = t2[(t2.label == "composite") & (t2.metric == "auroc")].set_index("set")
+    "The run's results summary as markdown: rules first, then claims, then the tables."
+    comp = table2[(table2.label == "composite") & (table2.metric == "auroc")].set_index("set")
+    n_rep = int(claims.replicates.max()) if claims.replicates.notna().any() else 0
     md = [f"# Results of run `{run_name}`", "",
           *(weights_lines(weights) if weights is not None else []),
-          _test_set_line(comp, n_boot, ci), "",
-          _comparisons_line(claims, [t2, age, sex, external], ci), "",
-          *_composite_lines(comp),
-          "## The paper's claims", "", *_claims_lines(claims),
+          *_rules_lines(claims, ci, margin), *_conditional_lines(n_rep, dataset),
+          "## The paper's claims", "", *_claims_lines(claims), "",
+          _test_set_line(comp, n_boot, ci), "", *_composite_lines(comp, replicates),
           *_extension_sentences(fidelity, dose, ci), ""]
-    md += _ruler_lines(*(ruler or (None, None)), ci)
+    md += _ruler_lines(*(ruler or (None, None)), ci=ci)
     md += _power_lines(detectable, power, ci) + _time_lines(stages) + _external_lines(external)
     md += ["## Table 2: every metric, label and training set", "",
-           markdown_table(display_table(t2)), ""]
+           markdown_table(display_table(table2)), ""]
     md += _subgroup_lines(age, sex) + _table_lines(quality, calibration, fidelity, dose)
     md += ["## Not computed / notes", ""] + ([f"- {n}" for n in notes] or ["- nothing missing"])
     return "\n".join(md) + "\n"
@@ -1412,24 +1637,3 @@ def subsample(df: pd.DataFrame, n: int, seed: int = 0, by: str | None = None) ->
     groups = df[by].drop_duplicates().sample(frac=1, random_state=seed)
     sizes = df[by].value_counts().reindex(groups).cumsum()
     return df[df[by].isin(sizes[sizes <= n].index)]
-
-# %% ../nbs/07_analysis.ipynb #c1261137
-def _run_columns(pred: pd.DataFrame, s: str, label: str) -> list:
-    "The per-run probability columns `{s}_run{k}_p_{label}` of set `s`, sorted."
-    tail = f"_p_{label}"
-    is_run = lambda c: (c.startswith(f"{s}_run") and c.endswith(tail)
-                        and c[len(s) + 4:-len(tail)].isdigit())
-    return sorted(c for c in pred.columns if is_run(c))
-
-# %% ../nbs/07_analysis.ipynb #00a09750
-def run_auroc_table(pred: pd.DataFrame, sets: list | None = None,
-                    label: str = "composite") -> pd.DataFrame:
-    "AUROC of each run and of the ensemble (the mean probability), per training set."
-    sets, rows, y = sets or training_sets(pred), [], pred[TASKS[label]]
-    auroc = lambda p: binary_metrics(y, p, ("auroc",))["auroc"]
-    for s in sets:
-        a = [auroc(pred[c]) for c in _run_columns(pred, s, label)]
-        rows.append(dict(set=s, n_runs=len(a), run_auroc_mean=np.mean(a) if a else math.nan,
-                         run_auroc_sd=np.std(a, ddof=1) if len(a) > 1 else math.nan,
-                         ensemble_auroc=auroc(pred[f"{s}_p_{label}"])))
-    return pd.DataFrame(rows)
