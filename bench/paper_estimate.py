@@ -64,20 +64,21 @@ def main(argv=None):
     step(); t0 = time.perf_counter(); step(); cpu_step = time.perf_counter() - t0
 
     n_images = p["n_patients"] * p["images_per_patient"]; n_train = n_images * p["split_fractions"][0]
+    n_models = p["ensemble_size"] * p["replicates"]  # 06: models per training set (07 pools them all)
     n_gen = p["cohort_size"]; n_set = min(n_gen, n_train) + n_gen  # 06: every set has the size of Base+Gen
     pw = p["perceptual_weight"] > 0
     work = {  # stage: total FLOPs
         "03 DDPM training": p["epochs"] * n_train * (3 * f_unet + (4 * f_vgg if pw else 0)),
         "05 DDPM-1000 sampling": n_gen * 1000 * f_unet,
         f"05 instead with {FAST_SAMPLER} (not in the total)": n_gen * FAST_STEPS * f_unet,
-        "06 DenseNet-121, 4 sets x runs": len(p["sets"]) * p["n_runs"] * p["diag_epochs"] * n_set * 3 * f_diag,
+        "06 DenseNet-121, 4 sets x replicates x runs": len(p["sets"]) * n_models * p["diag_epochs"] * n_set * 3 * f_diag,
         "04 inversion (+ fixed point)": p["inversion_images"] * sum(p["inversion_steps"]) * f_unet
                                         + p["inversion_images"] * p["compare_steps"] * (1 + p["fixed_point_iters"]) * 2 * f_unet,
-        "07 scoring Gen with the Base ensemble": p["score_max_images"] * p["n_runs"] * f_diag,
+        "07 scoring Gen with the Base ensemble": p["score_max_images"] * n_models * f_diag,
     }
     print(f"paper configuration: {S} px, U-Net {p['block_out_channels']} ({n_unet / 1e6:.1f} M parameters), "
           f"{n_train:,.0f} training images x {p['epochs']} epochs, {n_gen:,} DDPM-1000 samples, "
-          f"{len(p['sets'])} sets x {p['n_runs']} runs x {p['diag_epochs']} epochs of {n_set:,.0f} images")
+          f"{len(p['sets'])} sets x {p['replicates']} replicates x {p['ensemble_size']} runs x {p['diag_epochs']} epochs of {n_set:,.0f} images")
     print(f"forward GFLOPs per image: U-Net {f_unet / 1e9:.1f}, VGG16 to relu3_3 {f_vgg / 1e9:.1f}, DenseNet-121 {f_diag / 1e9:.1f}")
     print(f"measured on this CPU: one paper U-Net training step of 2 images takes {cpu_step:.1f} s "
           f"({2 * 3 * f_unet / cpu_step / 1e9:.0f} GFLOP/s sustained)")

@@ -103,7 +103,8 @@ DRY_RUN = dict(  # counts only; architecture, image size, loss and precision sta
     inversion_batch_size=2,                                                # 04
     cohort_size=6, cohort_sampler="ddim", cohort_steps=2, cohort_batch_size=4, cohort_processes=1,
     memorization_size=4, memorization_pca=2,                               # 05
-    n_runs=2, diag_epochs=1, diag_batch_size=4, max_steps_per_epoch=1,     # 06
+    ensemble_size=1, replicates=2, diag_epochs=1, diag_batch_size=4,       # 06
+    max_steps_per_epoch=1,
     n_boot=20, quality_max_images=16, score_max_images=8, score_batch_size=8,   # 07
     ruler_epochs=2, ruler_max_train=16,
 )

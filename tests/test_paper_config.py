@@ -35,7 +35,7 @@ PUBLISHED = {
                     "lvidd": {"mean": 5.01, "sd": 0.86}, "lvpwd": {"mean": 1.21, "sd": 0.29},
                     "sex": {"p_male": 0.505}},
     "sets": ["base", "gen", "base_gen", "base_genpos"],
-    "n_runs": 5,                      # five runs per training set, probabilities averaged
+    "ensemble_size": 5,               # five runs per training set, probabilities averaged
     "diag_epochs": 10,                # Adam 1e-4, batch 32, 10 epochs, early stopping
     "diag_batch_size": 32,
     "diag_lr": 0.0001,
