@@ -21,6 +21,14 @@ def test_smoke_pipeline(outputs_dir):
         assert (run / s / "done.json").exists(), s
         assert man["stages"][s]["status"] == "done", s
     assert man["versions"]["torch"] and "commit" in man["git"]
+    # every run states its claims with both variances (smoke: 2 replicates per set)
+    import pandas as pd
+    claims = pd.read_csv(run / "07_analysis" / "claims.csv")
+    need = ["claim", "verdict", "estimate", "ci_low", "ci_high", "se_training", "se_patients", "replicates"]
+    assert [c for c in need if c not in claims.columns] == []
+    auroc = claims[claims.replicates >= 2]
+    assert len(auroc) == 6 and auroc.se_training[auroc.estimate.notna()].notna().all()
+    assert (run / "06_diagnostic" / "predictions_val.csv").exists()
     # resuming from the last stage reruns only that stage
     last = select_stages()[-1]
     r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke", "--from", last)
