@@ -45,7 +45,7 @@ __all__ = ['TRAINING_SETS', 'TASKS', 'LABEL_NAMES', 'METRICS', 'METRIC_NAMES', '
 
 # %% ../nbs/07_analysis.ipynb #0cb31a58
 from sklearn.model_selection import GroupShuffleSplit
-from torchmetrics.image.kid import maximum_mean_discrepancy, poly_kernel
+from torchmetrics.image.kid import poly_kernel
 
 # %% ../nbs/07_analysis.ipynb #ab21c9e0
 TRAINING_SETS = dict(zip(SETS, ("Base", "Gen", "Base+Gen", "Base+Gen(Pos)")))
@@ -838,7 +838,7 @@ def image_quality_table(features: dict, # {"train": (N, F), "test", "gen"; optio
                         groups: dict | None = None, # patient ids per set (used: "reference")
                         n_perm: int = 200, # label permutations of `p_same`
                        ) -> pd.DataFrame:
-    "FID and KID (CIs, null, p_same) and PRDC at one n in a reference PCA space, per set pair."
+    "FID, KID (CIs, null, p_same), PRDC per pair at one n; fitted on `reference`, else on train."
     n, rng, rows = quality_n(features), np.random.default_rng(seed), []
     if n < 3: return pd.DataFrame()   # too few images for any covariance (a dry run)
     space, null, fitted_on = _fit_and_null(features, groups, n, seed, max_components=max_components,
