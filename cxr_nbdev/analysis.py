@@ -422,7 +422,7 @@ def detectable_difference(claims: pd.DataFrame, # `paper_claims` output
     room = (target / (stats.norm.ppf(1 - (1 - ci) / 2) + stats.norm.ppf(power))) ** 2 - c.se_patients ** 2
     need = np.where(room > 0, np.ceil(var_one / room.where(room > 0, 1)), np.inf)
     return pd.DataFrame({"claim": c.claim, "estimate": c.estimate, "se_training": c.se_training,
-                         "se_patients": c.se_patients, "replicates": c.replicates,
+                         "se_patients": c.se_patients, "replicates": c.replicates.astype(int),
                          "min_detectable": mult * np.hypot(c.se_training.fillna(0), c.se_patients),
                          "replicates_for_target": np.maximum(need, 2), "target": target})
 
@@ -1564,7 +1564,7 @@ def _test_set_line(comp: pd.DataFrame, n_boot: int, ci: float) -> str:
             f"{comp.n_positive.iloc[0]} with the composite label. The tables score each set's pooled "
             f"ensemble (every replicate's models) with {round(100 * ci)}% percentile bootstrap "
             f"intervals over patients ({n_boot} resamples), paired against Base: descriptive, and "
-            "conditional on the models trained; the claims below add the training variance.")
+            "conditional on the models trained; the claims above add the training variance.")
 
 # %% ../nbs/07_analysis.ipynb #445b7218
 def _rules_lines(claims: pd.DataFrame, ci: float, margin: float) -> list:
