@@ -1745,8 +1745,9 @@ def _table_lines(quality, calibration, fidelity, dose) -> list:
     "Image quality, calibration, conditioning fidelity and dose-response tables as markdown."
     md = []
     if quality is not None and len(quality):
-        md += ["## Image quality (equal n, real-train PCA space; null = two disjoint real-train "
-               "samples at the same n)", "", markdown_table(quality_display(quality)), ""]
+        md += ["## Image quality (equal n, in the reference split's PCA space; null = two "
+               "patient-disjoint held-out reference samples at the same n)", "",
+               markdown_table(quality_display(quality)), ""]
     for title, t in [("Fig. 7: calibration (ECE, equal-width bins)", calibration),
                      ("Conditioning fidelity of the Gen cohort (Base ensemble's predictions vs "
                       "requested conditions)", fidelity),
