@@ -135,7 +135,7 @@ def _simulate_patients(rng, n_patients: int) -> tuple:
 def _simulated_probabilities(y, # labels
                              u, # the patient effect per image
                              d: float, icc: float, replicates: int, rng) -> list:
-    "`[ensemble, replicate 0, replicate 1, ...]` probabilities of `y`, binormal with separation `d`."
+    "`[ensemble, replicate 0, replicate 1, ...]` probabilities of `y`, binormal, separation `d`."
     score = d * y + u + rng.normal(0, math.sqrt(1 - icc), len(y))
     prev = max(y.mean(), 0.02)
     logit = score - d / 2 + math.log(prev / (1 - prev))
@@ -419,7 +419,8 @@ def detectable_difference(claims: pd.DataFrame, # `paper_claims` output
     df = c.df.where(c.df.notna(), np.inf).to_numpy(float)
     mult = stats.t.ppf(1 - (1 - ci) / 2, df) + stats.t.ppf(power, df)
     var_one = (c.se_training.fillna(0) ** 2 * c.replicates).to_numpy()   # one replicate's variance
-    room = (target / (stats.norm.ppf(1 - (1 - ci) / 2) + stats.norm.ppf(power))) ** 2 - c.se_patients ** 2
+    z_sum = stats.norm.ppf(1 - (1 - ci) / 2) + stats.norm.ppf(power)
+    room = (target / z_sum) ** 2 - c.se_patients ** 2
     need = np.where(room > 0, np.ceil(var_one / room.where(room > 0, 1)), np.inf)
     return pd.DataFrame({"claim": c.claim, "estimate": c.estimate, "se_training": c.se_training,
                          "se_patients": c.se_patients, "replicates": c.replicates.astype(int),
@@ -589,7 +590,7 @@ def calibration_table(pred: pd.DataFrame, sets: list | None = None, labels: tupl
                       val: pd.DataFrame | None = None, # predictions on the real validation split
                       method: str = "platt", # recalibration: "platt" or "isotonic"
                      ) -> pd.DataFrame:
-    "Raw and recalibrated ECE and Brier score, mean probability and observed rate, per label and set."
+    "Raw and recalibrated ECE and Brier score, mean probability and observed rate per label, set."
     sets = sets or training_sets(pred)
     fit = lambda l, s: None if val is None else (val[f"{s}_p_{l}"], val[TASKS[l]])
     return pd.DataFrame([_calibration_row(l, s, pred[TASKS[l]], pred[f"{s}_p_{l}"], n_bins,
@@ -1306,8 +1307,9 @@ def ruler_gain(reading, # (N,) the ruler's reading of one target on real images
 def t_slope(x, y, ci: float = 0.95) -> dict:
     "Least-squares slope of `y` on `x` with its t interval (n − 2 df), and the correlation."
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 3 or np.ptp(x) == 0: return dict(estimate=math.nan, ci_low=math.nan, ci_high=math.nan,
-                                                 n=len(x), r=math.nan, interval="t, n − 2 df")
+    if len(x) < 3 or np.ptp(x) == 0:
+        return dict(estimate=math.nan, ci_low=math.nan, ci_high=math.nan, n=len(x), r=math.nan,
+                    interval="t, n − 2 df")
     fit = stats.linregress(x, y)
     h = stats.t.ppf((1 + ci) / 2, len(x) - 2) * fit.stderr
     return dict(estimate=fit.slope, ci_low=fit.slope - h, ci_high=fit.slope + h, n=len(x),
@@ -1395,7 +1397,8 @@ def simulate_replicates(n_patients: int = 300, replicates: int = 4,
         d = math.sqrt(2) * stats.norm.ppf(a) + rng.normal(0, training_sd, (replicates, 1))
         return 1 / (1 + np.exp(-(d * y + shared + rng.normal(0, 0.3, (replicates, len(y))))))
     ids = np.repeat(np.arange(n_patients), n_img)
-    return pd.DataFrame({"patient_id": ids, "y": y}), replicates_of(auroc + shift), replicates_of(auroc)
+    frame = pd.DataFrame({"patient_id": ids, "y": y})
+    return frame, replicates_of(auroc + shift), replicates_of(auroc)
 
 # %% ../nbs/07_analysis.ipynb #31897d31
 def claim_coverage(n_sims: int = 60, # simulated runs
@@ -1428,7 +1431,8 @@ def claim_verdict(kind: str, # "superior", "interaction" or "noninferior"
     if replicates < 2: return "not evaluable (fewer than 2 replicates)"
     if math.isnan(estimate) or math.isnan(p_holm): return "not evaluable"
     above, shown = estimate > -margin, p_holm < alpha
-    if kind != "noninferior": return ("supported" if above else "contradicted") if shown else "not shown"
+    if kind != "noninferior":
+        return ("supported" if above else "contradicted") if shown else "not shown"
     words = ("non-inferior" if above else "inferior") if shown else "non-inferiority not shown"
     return f"{words} (margin {margin:g})"
 
@@ -1521,8 +1525,8 @@ def paper_claims(pred: pd.DataFrame, # predictions.csv of 06_diagnostic
     out["verdict"] = [claim_verdict(r.kind, r.estimate, r.p_holm, r.replicates, 1 - ci, r.margin)
                       for r in out.itertuples()]
     out["this_run"] = [_evidence(r, f"{round(100 * ci)}%") for r in out.itertuples()]
-    fid = [_fid_claim_row(e, q.set_index("comparison"))
-           for e, q in ([] if quality is None or not len(quality) else quality.groupby("extractor"))]
+    by_extractor = [] if quality is None or not len(quality) else quality.groupby("extractor")
+    fid = [_fid_claim_row(e, q.set_index("comparison")) for e, q in by_extractor]
     return pd.concat([out, pd.DataFrame(fid)], ignore_index=True).reindex(columns=CLAIM_COLUMNS)
 
 # %% ../nbs/07_analysis.ipynb #c1261137
@@ -1537,7 +1541,8 @@ def replicate_auroc_table(pred: pd.DataFrame, sets: list | None = None,
         a = auroc_rows(y, replicate_matrix(pred, s, label))
         rows.append(dict(set=s, replicates=len(a), replicate_aurocs=_fmt_list(a),
                          replicate_mean=np.mean(a), replicate_sd=_sd(a),
-                         replicate_min=np.min(a), pooled_auroc=auroc_rows(y, pred[f"{s}_p_{label}"])[0]))
+                         replicate_min=np.min(a),
+                         pooled_auroc=auroc_rows(y, pred[f"{s}_p_{label}"])[0]))
     return pd.DataFrame(rows)
 
 # %% ../nbs/07_analysis.ipynb #8f60de62
@@ -1561,8 +1566,9 @@ def weights_lines(weights: dict, # the `weights` entry of the run's manifest.jso
 def _test_set_line(comp: pd.DataFrame, n_boot: int, ci: float) -> str:
     "The test set's size and how the tables' intervals were made (`comp`: composite AUROC rows)."
     return (f"Test set: {comp.n_images.iloc[0]} images of {comp.n_patients.iloc[0]} patients, "
-            f"{comp.n_positive.iloc[0]} with the composite label. The tables score each set's pooled "
-            f"ensemble (every replicate's models) with {round(100 * ci)}% percentile bootstrap "
+            f"{comp.n_positive.iloc[0]} with the composite label. The tables score each set's "
+            f"pooled ensemble (every replicate's models) with {round(100 * ci)}% percentile "
+            "bootstrap "
             f"intervals over patients ({n_boot} resamples), paired against Base: descriptive, and "
             "conditional on the models trained; the claims above add the training variance.")
 
@@ -1571,16 +1577,17 @@ def _rules_lines(claims: pd.DataFrame, ci: float, margin: float) -> list:
     "How the claims are decided: the rules, before any number."
     a, n = 1 - ci, int(claims.p_holm.notna().sum())
     return ["## How the claims are decided", "",
-            "- Each claim compares a training set with Base on composite AUROC over paired replicate "
-            "trainings (replicate r of every set shares its initial weights and real-image draw) and "
-            "test patients (the same resamples for every replicate).",
-            f"- Its {round(100 * ci)}% interval adds the variance between replicates to the variance "
-            "over patients (t reference, Welch–Satterthwaite df); its p-value is two-sided.",
-            f"- The {n} directional claims with 2 or more replicates form one family, Holm-adjusted. "
-            f"Supported: adjusted p < {a:.2g} with the estimate in the paper's direction; "
-            f"contradicted: adjusted p < {a:.2g} the other way; otherwise not shown.",
-            f"- Gen \"comparable\" is non-inferiority with margin {margin:g} AUROC (H0: Gen − Base = "
-            f"−{margin:g}): non-inferior, inferior, or non-inferiority not shown.",
+            "- Each claim compares a training set with Base on composite AUROC over paired "
+            "replicate trainings (replicate r of every set shares its initial weights and "
+            "real-image draw) and test patients (the same resamples for every replicate).",
+            f"- Its {round(100 * ci)}% interval adds the variance between replicates to the "
+            "variance over patients (t reference, Welch–Satterthwaite df); its p-value is "
+            "two-sided.",
+            f"- The {n} directional claims with 2 or more replicates form one family, "
+            f"Holm-adjusted. Supported: adjusted p < {a:.2g} with the estimate in the paper's "
+            f"direction; contradicted: adjusted p < {a:.2g} the other way; otherwise not shown.",
+            f"- Gen \"comparable\" is non-inferiority with margin {margin:g} AUROC (H0: Gen − "
+            f"Base = −{margin:g}): non-inferior, inferior, or non-inferiority not shown.",
             "- Fewer than 2 replicates: the training variance is unknown; not evaluable.", ""]
 
 # %% ../nbs/07_analysis.ipynb #d2b9eabf
