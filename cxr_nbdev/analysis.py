@@ -31,21 +31,21 @@ __all__ = ['TRAINING_SETS', 'TASKS', 'LABEL_NAMES', 'METRICS', 'METRIC_NAMES', '
            'PREDICTION_COLUMNS', 'RANK_METRICS', 'PROPER_SCORES', 'FID_ORDER', 'STEP_COLUMNS', 'QUALITY_PAIRS',
            'RULER_FACTORS', 'CLAIMS', 'CLAIM_COLUMNS', 'WEIGHTS_NAMES', 'training_sets', 'read_predictions',
            'simulate_scores', 'simulate_predictions', 'precision_specificity_at_recall', 'binary_metrics',
-           'patient_resamples', 'bootstrap_metrics', 'percentile_ci', 'bootstrap_p_value', 'evaluate', 'ci_coverage',
-           'metrics_table', 'fmt_ci', 'fmt_diff', 'markdown_table', 'display_table', 'detectable_difference',
-           'age_group', 'subgroup_table', 'plot_subgroups', 'read_external', 'external_table', 'plot_external',
-           'plot_roc_pr', 'expected_calibration_error', 'recalibrate', 'calibration_table', 'plot_calibration',
-           'CXRFeatures', 'FeatureInput', 'fid_from_features', 'kernel_distance', 'prdc_metrics', 'quality_space',
-           'fid_bootstrap_ci', 'fid_null', 'reference_split', 'heldout_null', 'prdc_k', 'quality_n', 'pooled_kernel',
-           'kid_from_kernel', 'kid_unbiased', 'same_distribution_p', 'image_quality_table', 'inception_ready',
-           'inception_features', 'inception_score', 'partial_r', 'conditioning_fidelity', 'plot_fidelity',
-           'source_demographics', 'counterfactual_effects', 'dose_response', 'plot_dose_response', 'read_factors',
-           'ruler_net', 'train_ruler', 'ruler_read', 'ruler_design', 'effect_slope', 'boot_slopes',
-           'fraction_of_effect', 'common_support', 'plot_ruler', 'edit_fraction', 'reference_patients',
-           'feature_net_targets', 'train_feature_net', 'feature_net_features', 'ruler_gain', 't_slope',
-           'replicate_matrix', 'auroc_rows', 'claim_differences', 'paired_claim', 'simulate_replicates',
-           'claim_coverage', 'holm', 'claim_verdict', 'judge_fid_order', 'paper_claims', 'replicate_auroc_table',
-           'weights_lines', 'quality_display', 'results_markdown', 'save_figure', 'subsample']
+           'patient_resamples', 'resample_weights', 'weighted_metrics', 'bootstrap_metrics', 'percentile_ci',
+           'bootstrap_p_value', 'evaluate', 'ci_coverage', 'metrics_table', 'fmt_ci', 'fmt_diff', 'markdown_table',
+           'display_table', 'detectable_difference', 'age_group', 'subgroup_table', 'plot_subgroups', 'read_external',
+           'external_table', 'plot_external', 'plot_roc_pr', 'expected_calibration_error', 'recalibrate',
+           'calibration_table', 'plot_calibration', 'CXRFeatures', 'FeatureInput', 'fid_from_features',
+           'kernel_distance', 'prdc_metrics', 'quality_space', 'fid_bootstrap_ci', 'fid_null', 'reference_split',
+           'heldout_null', 'prdc_k', 'quality_n', 'pooled_kernel', 'kid_from_kernel', 'kid_unbiased',
+           'same_distribution_p', 'image_quality_table', 'inception_ready', 'inception_features', 'inception_score',
+           'partial_r', 'conditioning_fidelity', 'plot_fidelity', 'source_demographics', 'counterfactual_effects',
+           'dose_response', 'plot_dose_response', 'read_factors', 'ruler_net', 'train_ruler', 'ruler_read',
+           'ruler_design', 'effect_slope', 'boot_slopes', 'fraction_of_effect', 'common_support', 'plot_ruler',
+           'edit_fraction', 'reference_patients', 'feature_net_targets', 'train_feature_net', 'feature_net_features',
+           'ruler_gain', 't_slope', 'replicate_matrix', 'auroc_rows', 'claim_differences', 'paired_claim',
+           'simulate_replicates', 'claim_coverage', 'holm', 'claim_verdict', 'judge_fid_order', 'paper_claims',
+           'replicate_auroc_table', 'weights_lines', 'quality_display', 'results_markdown', 'save_figure', 'subsample']
 
 # %% ../nbs/07_analysis.ipynb #0cb31a58
 from sklearn.model_selection import GroupShuffleSplit
@@ -229,19 +229,61 @@ def patient_resamples(patient_ids, # one patient id per image
         out.append(order[offsets])
     return out
 
+# %% ../nbs/07_analysis.ipynb #0ab6c7cd
+def resample_weights(resamples: list, # image indices per resample (`patient_resamples`)
+                     n: int, # the number of images
+                    ) -> np.ndarray:
+    "(resamples, n): how many times each image is drawn in each resample."
+    rows = [np.bincount(np.asarray(i, dtype=np.int64), minlength=n) for i in resamples]
+    return np.stack(rows).astype(float) if rows else np.zeros((0, n))
+
+# %% ../nbs/07_analysis.ipynb #b64fe6c3
+def weighted_metrics(y, # 0/1 labels (N,)
+                     p, # predicted probabilities (N,)
+                     weights, # (B, N): each row counts every image that many times
+                     metrics: tuple = METRICS, recall: float = 0.5,
+                    ) -> dict:
+    "`binary_metrics` of every row of `weights` at once: {metric: (B,) values, NaN if undefined}."
+    y, p = np.asarray(y).astype(float), np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
+    w = np.asarray(weights, dtype=float)
+    w = w[None] if w.ndim == 1 else w
+    if len(y) == 0: return {m: np.full(len(w), np.nan) for m in METRICS if m in metrics}
+    order = np.argsort(-p, kind="stable")
+    ends = np.r_[np.flatnonzero(np.diff(p[order])), len(y) - 1]   # the last image of each threshold
+    tp = np.cumsum(w[:, order] * y[order], 1)[:, ends]
+    fp = np.cumsum(w[:, order] * (1 - y[order]), 1)[:, ends]
+    both, total = (tp[:, -1] > 0) & (fp[:, -1] > 0), w.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr, fpr = tp / tp[:, -1:], fp / fp[:, -1:]
+        prec = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        d_tpr, d_fpr = np.diff(tpr, axis=1, prepend=0), np.diff(fpr, axis=1, prepend=0)
+        k = np.argmax(tpr >= recall - 1e-12, axis=1)[:, None]   # the operating point
+        at = lambda v: np.take_along_axis(v, k, 1)[:, 0]
+        ranked = {"auroc": (d_fpr * (2 * tpr - d_tpr) / 2).sum(1), "auprc": (d_tpr * prec).sum(1),
+                  "precision_at_recall": at(prec), "specificity_at_recall": 1 - at(fpr)}
+        proper = {"brier": (w * (p - y) ** 2).sum(1) / total,
+                  "log_loss": -(w * (y * np.log(p) + (1 - y) * np.log1p(-p))).sum(1) / total}
+    values = {m: np.where(both, v, np.nan) for m, v in ranked.items()}
+    values |= {m: np.where(total > 0, v, np.nan) for m, v in proper.items()}
+    return {m: values[m] for m in METRICS if m in metrics}
+
 # %% ../nbs/07_analysis.ipynb #ea1dab88
 def bootstrap_metrics(y, # 0/1 labels, one per image
                       probs: dict, # {set: probabilities}, each aligned with y
                       resamples: list, # image indices per resample (`patient_resamples`)
                       metrics: tuple = METRICS,
                       recall: float = 0.5,
-                      progress: bool = False, # show a progress bar
+                      progress: bool = False, # show a progress bar over the sets
                      ) -> pd.DataFrame:
     "Long table: one row per resample and set, one column per metric."
-    y, probs = np.asarray(y), {s: np.asarray(p) for s, p in probs.items()}
-    boots = enumerate(tqdm(resamples, desc="bootstrap", disable=not progress))
-    return pd.DataFrame([{"boot": b, "set": s, **binary_metrics(y[idx], p[idx], metrics, recall)}
-                         for b, idx in boots for s, p in probs.items()])
+    y, cols = np.asarray(y), [m for m in METRICS if m in metrics]
+    w = resample_weights(resamples, len(y))
+    parts = [pd.DataFrame(weighted_metrics(y, p, w, metrics, recall), columns=cols)
+             .assign(boot=np.arange(len(w)), set=s)
+             for s, p in tqdm(probs.items(), desc="bootstrap", disable=not progress)]
+    if not parts: return pd.DataFrame(columns=["boot", "set", *cols])
+    out = pd.concat(parts, ignore_index=True).sort_values("boot", kind="stable", ignore_index=True)
+    return out[["boot", "set", *cols]]
 
 # %% ../nbs/07_analysis.ipynb #2f51e452
 def percentile_ci(values, # bootstrap values (NaN = undefined in that resample)
@@ -1377,9 +1419,13 @@ def paired_claim(y, # 0/1 labels, one per image
     a, b = np.atleast_2d(preds_a), np.atleast_2d(preds_b)
     if a.shape != b.shape: raise ValueError(f"preds_a {a.shape} and preds_b {b.shape} differ")
     point = claim_differences(y, a, b, group=group)
-    boots = [np.mean(claim_differences(y, a, b, i, group))
-             for i in patient_resamples(patient_ids, n_boot, seed)]
-    return _claim_interval(point, np.array(boots), ci, margin)
+    w = resample_weights(patient_resamples(patient_ids, n_boot, seed), a.shape[1])
+    aurocs = lambda preds, w: np.stack([weighted_metrics(y, p, w, ("auroc",))["auroc"]
+                                        for p in preds], 1)   # (resamples, replicates)
+    diff = lambda w: aurocs(a, w) - aurocs(b, w)
+    g = None if group is None else np.asarray(group, dtype=bool)
+    boots = diff(w) if g is None else diff(w * g) - diff(w * ~g)
+    return _claim_interval(point, boots.mean(1), ci, margin)
 
 # %% ../nbs/07_analysis.ipynb #ac3cb8c7
 def simulate_replicates(n_patients: int = 300, replicates: int = 4,
