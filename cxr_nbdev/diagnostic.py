@@ -457,7 +457,7 @@ def _prediction_frame(out: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
 def predict_runs(models, # DiagnosticNets (or one)
                  images_uint8, # row-aligned with meta: uint8 (N, S, S), or float (N, 1, S, S)
                  meta: pd.DataFrame, # rows with age and sex
-                 scaler, device="cpu", batch_size: int = 64) -> list[pd.DataFrame]:
+                 scaler, device="cpu", batch_size: int = 256) -> list[pd.DataFrame]:
     "Each model's predicted means, scales and event probabilities, row-aligned with `meta`."
     models = [models] if isinstance(models, nn.Module) else list(models)
     if len(images_uint8) != len(meta):
@@ -484,7 +484,7 @@ def combine_runs(runs: list[pd.DataFrame], # `predict_runs` output, one frame pe
 def predict_measures(models, # DiagnosticNets (or one)
                      images_uint8, # row-aligned with meta (see `predict_runs`)
                      meta: pd.DataFrame, # rows with age and sex
-                     scaler, device="cpu", batch_size: int = 64) -> pd.DataFrame:
+                     scaler, device="cpu", batch_size: int = 256) -> pd.DataFrame:
     "Ensemble prediction (`combine_runs` of `predict_runs`), row-aligned with `meta`."
     return combine_runs(predict_runs(models, images_uint8, meta, scaler, device, batch_size))
 
@@ -492,7 +492,7 @@ def predict_measures(models, # DiagnosticNets (or one)
 @torch.no_grad()
 def features(models, # DiagnosticNets (the first is used) or one
              images, # uint8 (N, S, S), or float tensor (N, 1, S, S) in [0, 1]
-             device="cpu", batch_size: int = 64) -> np.ndarray:
+             device="cpu", batch_size: int = 256) -> np.ndarray:
     "Pooled DenseNet-121 features (N, 1024) of the first model."
     m = (models if isinstance(models, nn.Module) else models[0]).eval()
     out = [m.embed(_to(_unit_batch(images, i, batch_size), device)).float().cpu()
