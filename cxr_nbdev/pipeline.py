@@ -18,13 +18,16 @@ from nbconvert import HTMLExporter
 from nbdev.config import get_config
 from nbdev.process import NBProcessor
 from tqdm.auto import tqdm
-from .core import (STAGES, ParamError, atomic_write, check_params, execute_stage,
-                            load_params, pipeline_schema, repo_root, run_dir, stage_notebook,
-                            stage_parameters, stage_ranges, update_manifest)
+from .core import (STAGE_INPUTS, STAGES, ParamError, atomic_write, check_params, cross_check,
+                            done_record, read_metadata,
+                            execute_stage, hold_run, lineage_fingerprint, load_params,
+                            pipeline_schema, repo_root, run_dir, stage_lineage, stage_notebook,
+                            stage_parameters, stage_ranges, stale_stages, update_manifest)
 
 # %% auto #0
-__all__ = ['DRY_RUN', 'STORY', 'INLINE', 'select_stages', 'check_stages', 'StageFailed', 'run_pipeline', 'dry_run_params',
-           'parse_args', 'main', 'execute_notebook', 'page_notebook', 'render_page', 'story_cells', 'build_docs']
+__all__ = ['DRY_RUN', 'STORY', 'INLINE', 'select_stages', 'stage_run_params', 'check_stages', 'StageFailed',
+           'planned_fingerprints', 'stale_after', 'run_pipeline', 'dry_run_params', 'parse_args', 'check_data', 'main',
+           'execute_notebook', 'page_notebook', 'render_page', 'story_cells', 'build_docs']
 
 # %% ../nbs/08_pipeline.ipynb #9ca26414
 def select_stages(only: list | None = None, # run just these stages
@@ -39,14 +42,17 @@ def select_stages(only: list | None = None, # run just these stages
     return stages
 
 # %% ../nbs/08_pipeline.ipynb #180a28a2
+def stage_run_params(stage: str, params: dict) -> dict:
+    "The checked parameters `stage` runs with: its defaults, overridden by `params`."
+    schema = stage_parameters(stage)
+    own = {**schema, **{k: v for k, v in params.items() if k in schema}}
+    return check_params(own, schema, f"{stage} parameters", stage_ranges(stage))
+
 def check_stages(params: dict, # the run's parameters
                  stages: list, # the stages that will run
                 ) -> dict:
     "Check the values each of `stages` will run with (defaults plus `params`): types and ranges."
-    for s in stages:
-        schema = stage_parameters(s)
-        own = {**schema, **{k: v for k, v in params.items() if k in schema}}
-        check_params(own, schema, f"{s} parameters", stage_ranges(s))
+    for s in stages: stage_run_params(s, params)
     return params
 
 # %% ../nbs/08_pipeline.ipynb #b519de41
@@ -54,12 +60,44 @@ class StageFailed(RuntimeError):
     "A stage notebook raised; the message names the cell, the error and the executed notebook."
 
 # %% ../nbs/08_pipeline.ipynb #5f42de50
-def _check_earlier(run: Path, stages: list):
-    "Raise if a stage before `stages[0]` has not finished in `run`."
+def planned_fingerprints(run: Path, params: dict, stages: list) -> dict:
+    "Each stage's fingerprint once `stages` have run with `params` (the others keep theirs)."
+    fps = {}
+    for s in STAGES:
+        if s in stages:
+            lineage = stage_lineage(run, s, stage_run_params(s, params))
+            lineage["inputs"] = {i: fps.get(i) for i in STAGE_INPUTS[s]}
+            fps[s] = lineage_fingerprint(s, lineage)
+        else: fps[s] = (done_record(run, s) or {}).get("fingerprint")
+    return fps
+
+# %% ../nbs/08_pipeline.ipynb #ddc0c59c
+def stale_after(run: Path, params: dict, stages: list) -> dict:
+    "`{stage: why}`: the finished stages outside `stages` that running `stages` would leave stale."
+    planned, out = planned_fingerprints(run, params, stages), {}
+    for s in STAGES:
+        rec = done_record(run, s)
+        if s in stages or rec is None or "lineage" not in rec: continue
+        for i, then in rec["lineage"]["inputs"].items():
+            if i in out: out[s] = f"{i} is stale"
+            elif planned[i] != then:
+                out[s] = (f"{i} is rerun with other parameters or inputs" if i in stages else
+                          f"{i} has changed" if planned[i] else f"{i} has not finished")
+            if s in out: break
+    return out
+
+def _check_inputs(run: Path, params: dict, stages: list):
+    "Raise if a stage before `stages[0]` has not finished, or a stage would read a stale input."
     for s in STAGES[:STAGES.index(stages[0])] if stages else []:
         if stage_notebook(s).exists() and not (run / s / "done.json").exists():
             raise ParamError(f"cannot start at {stages[0]}: earlier stage {s} "
                              f"has not finished in {run}")
+    stale = stale_after(run, params, stages)
+    for s in stages:
+        for i in STAGE_INPUTS[s]:
+            if i in stale:
+                raise ParamError(f"cannot run {s}: its input {i} is stale ({stale[i]}); "
+                                 f"run --from {i}, or add {i} to --only")
 
 # %% ../nbs/08_pipeline.ipynb #a214b750
 def _stage_failed(run: Path, s: str, params: dict, e: pm.PapermillExecutionError) -> StageFailed:
@@ -72,6 +110,27 @@ def _stage_failed(run: Path, s: str, params: dict, e: pm.PapermillExecutionError
                        f"resume after fixing with: --from {s} --run-name {params['run_name']}")
 
 # %% ../nbs/08_pipeline.ipynb #506d6591
+def _params_record(run: Path, params: dict, stages: list) -> dict:
+    "`params`, with the recorded values of each finished stage that is not run now."
+    out = dict(params)
+    for s in STAGES:
+        if s not in stages and (rec := done_record(run, s)):
+            out.update({k: v for k, v in rec["params"].items() if k not in ("run_name", "out_dir")})
+    return out
+
+def _mark_stale(run: Path) -> dict:
+    "Mark the run's stale stages in the manifest; `{stage: why}`."
+    stale = stale_stages(run)
+    def f(m):
+        for s, why in stale.items():
+            m.setdefault("stages", {}).setdefault(s, {}).update(status="stale", stale=why)
+    if stale: update_manifest(run, f)
+    return stale
+
+def _interrupted(run: Path, s: str):
+    update_manifest(run, lambda m: m.setdefault("stages", {}).setdefault(s, {})
+                    .update(status="interrupted"))
+
 def run_pipeline(params: dict, # checked run parameters (see `load_params`)
                  stages: list | None = None, # stages to run (default: all)
                  progress: bool = True, # show the overall and per-cell progress bars
@@ -79,16 +138,23 @@ def run_pipeline(params: dict, # checked run parameters (see `load_params`)
     "Execute `stages` in order with papermill; returns `{stage: seconds}`."
     stages = select_stages() if stages is None else stages
     run = run_dir(params["run_name"], params.get("out_dir", ""))
-    _check_earlier(run, stages)
-    with atomic_write(run / "params.yaml") as f: yaml.safe_dump(params, f, sort_keys=False)
-    times = {}
-    bar = tqdm(stages, desc="pipeline", unit="stage", disable=not progress, file=sys.stdout)
-    for s in bar:
-        bar.set_postfix_str(s)
-        t0 = time.time()
-        try: execute_stage(s, params, progress=progress)
-        except pm.PapermillExecutionError as e: raise _stage_failed(run, s, params, e) from None
-        times[s] = round(time.time() - t0, 1)
+    with hold_run(run):
+        _check_inputs(run, params, stages)
+        record = lambda: yaml.safe_dump(_params_record(run, params, stages), f, sort_keys=False)
+        with atomic_write(run / "params.yaml") as f: record()
+        times = {}
+        bar = tqdm(stages, desc="pipeline", unit="stage", disable=not progress, file=sys.stdout)
+        for s in bar:
+            bar.set_postfix_str(s)
+            t0 = time.time()
+            try: execute_stage(s, params, progress=progress)
+            except pm.PapermillExecutionError as e: raise _stage_failed(run, s, params, e) from None
+            except KeyboardInterrupt:
+                _interrupted(run, s)
+                raise
+            times[s] = round(time.time() - t0, 1)
+        with atomic_write(run / "params.yaml") as f: record()
+        _mark_stale(run)
     return times
 
 # %% ../nbs/08_pipeline.ipynb #2a96149a
@@ -143,13 +209,22 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 # %% ../nbs/08_pipeline.ipynb #afb72ef0
+def check_data(params: dict):
+    "Read the cohort tables the run will use (`data_dir`, `external_dir`) now: a bad one stops it."
+    for key in ("data_dir", "external_dir"):
+        if not params.get(key): continue
+        try: read_metadata(params[key])
+        except (ValueError, FileNotFoundError) as e: raise ParamError(f"{key}: {e}") from None
+
 def _run_params(a: argparse.Namespace) -> dict:
     "The checked parameters of the run the command line `a` asks for."
     params = load_params(a.config, a.parameter)
     default = Path(a.config).stem if a.config else "default"
     params["run_name"] = a.run_name or params.get("run_name") or default
     if a.dry_run: params = dry_run_params(params)
-    check_params(params, pipeline_schema())
+    cross_check(check_params(params, pipeline_schema()))
+    run_dir(params["run_name"], params.get("out_dir", ""))   # a bad name or folder stops here
+    check_data(params)
     return params
 
 # %% ../nbs/08_pipeline.ipynb #c2f3d76a
@@ -171,6 +246,8 @@ def main(argv=None) -> int:
         return 2 if isinstance(e, (ParamError, FileNotFoundError)) else 1
     run = run_dir(params["run_name"], params.get("out_dir", ""))
     for s, t in times.items(): print(f"  {s:<18} {t:8.1f} s")
+    for s, why in stale_stages(run).items():
+        print(f"  {s:<18} stale: {why}; bring it up to date with --from {s}")
     print(f"done: {run}")
     return 0
 

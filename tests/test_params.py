@@ -91,3 +91,29 @@ def test_cli_reports_one_line_and_exits_2(tmp_path):
         assert r.returncode == 2, r.stderr
         assert r.stderr.count("\n") == 1 and want in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert "stage(s)" not in r.stdout  # nothing ran
+
+
+def test_cli_refuses_values_that_clash_odd_names_and_bad_cohort_tables(tmp_path, capsys):
+    "Issue 26's late or raw errors, each now one line and exit 2 before any stage runs."
+    from cxr_nbdev.pipeline import main
+    dup = _write(tmp_path / "dup.yaml", "seed: 0\nlr: 1e-3\nlr: 1e-4\n")
+    head = "patient_id,cxr_filename,cxr_path,age,sex,ivsd,lvpwd,lvidd\n"
+    latin, outside = tmp_path / "latin", tmp_path / "outside"
+    latin.mkdir(), outside.mkdir()
+    (latin / "metadata.csv").write_bytes((head + "Zo\xeb,a.dcm,a.dcm,60,F,1,1,5\n").encode("latin-1"))
+    (outside / "metadata.csv").write_text(head + "p1,a.dcm,../../etc/passwd,60,F,1,1,5\n")
+    afile = _write(tmp_path / "afile", "")
+    cases = [(["-p", "split_fractions", "[0.5, 0.5, 0.5]"], "sum to 1"),
+             (["-p", "external_patients", "265", "-p", "external_images", "5"], "at least external_patients 265"),
+             (["-p", "device", "tpu"], "device 'tpu' must be auto, cpu, cuda, cuda:N or mps"),
+             (["-p", "sets", "[]"], "at least one"),
+             (["--config", str(dup)], f"{dup}:3:1: YAML error: duplicate key 'lr' (first on line 2)"),
+             (["--run-name", "x" * 300], "must be a plain folder name"),
+             (["--run-name", "ok", "-p", "out_dir", str(afile)], f"cannot create the run folder {afile / 'ok'}"),
+             (["-p", "data_dir", str(latin)], "data_dir: ") ,
+             (["-p", "data_dir", str(latin)], "not UTF-8 (byte 0xeb on line 2)"),
+             (["-p", "data_dir", str(outside)], "1 cxr_path value(s) point outside")]
+    for args, want in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and want in err and "Traceback" not in err, (args, err)

@@ -34,6 +34,73 @@ def test_smoke_pipeline(outputs_dir):
     r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke", "--from", last)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"1 stage(s): {last}" in r.stdout
+    check_lineage(run)
+
+
+def _cohort_bytes(run):
+    return b"".join(p.read_bytes() for p in sorted((run / "05_cohort" / "gen").rglob("*.dcm")))
+
+
+def check_lineage(run):
+    "A retrained DDPM makes 04-07 stale: they are named, refused as inputs, and remade by --from."
+    import yaml
+    from cxr_nbdev.core import stale_stages
+    from cxr_nbdev.pipeline import stale_after
+    assert stale_stages(run) == {}
+    params = yaml.safe_load((run / "params.yaml").read_text())
+    assert stale_after(run, params, ["02_preprocessing"]) == {}   # the same parameters change nothing
+    later = {"04_inversion", "05_cohort", "06_diagnostic", "07_analysis"}
+    assert set(stale_after(run, {**params, "train_steps": 34}, ["03_ddpm"])) == later
+    assert stale_after(run, {**params, "resume": False}, ["03_ddpm"]) == {}   # how, not what
+    cohort, fp03 = _cohort_bytes(run), json.loads((run / "03_ddpm" / "done.json").read_text())["fingerprint"]
+    r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke", "--only", "03_ddpm",
+            "-p", "train_steps", "34", "-p", "resume", "false")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert all(f"{s:<18} stale:" in r.stdout for s in later), r.stdout
+    assert f"{'05_cohort':<18} stale: 03_ddpm has changed" in r.stdout
+    man = json.loads((run / "manifest.json").read_text())
+    assert {s for s, v in man["stages"].items() if v["status"] == "stale"} == later
+    assert yaml.safe_load((run / "params.yaml").read_text())["train_steps"] == 34
+    r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke", "--only", "06_diagnostic", timeout=120)
+    assert r.returncode == 2 and "its input 05_cohort is stale" in r.stderr, r.stderr[-2000:]
+    r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke", "--from", "04_inversion")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert stale_stages(run) == {}
+    rec05 = json.loads((run / "05_cohort" / "done.json").read_text())
+    fp03_new = json.loads((run / "03_ddpm" / "done.json").read_text())["fingerprint"]
+    assert fp03_new != fp03 and rec05["lineage"]["inputs"]["03_ddpm"] == fp03_new
+    assert _cohort_bytes(run) != cohort    # generated anew by the new model
+
+
+def test_second_run_with_the_same_name_stops_at_once(outputs_dir):
+    "While one cxr-pipeline holds a run, another with the same name stops in seconds, naming it."
+    from cxr_nbdev.core import hold_run, run_dir
+    run = run_dir("locked")
+    import multiprocessing as mp
+    ready, done = mp.Event(), mp.Event()
+    p = mp.get_context("spawn").Process(target=_hold, args=(str(run), ready, done))
+    p.start()
+    try:
+        assert ready.wait(60)
+        r = cli("--config", "configs/smoke.yaml", "--run-name", "locked", timeout=120)
+        assert r.returncode == 2 and "in use by another cxr-pipeline" in r.stderr and f"pid {p.pid}" in r.stderr, r.stderr
+        assert not (run / "01_phantom").exists()
+    finally:
+        done.set(); p.join(30)
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["stages"]["01_phantom"]["status"] == "running"   # what the holder left
+    with hold_run(run): pass                                    # free again; the dead stage is
+    man = json.loads((run / "manifest.json").read_text())       # marked interrupted
+    assert man["stages"]["01_phantom"]["status"] == "interrupted"
+
+
+def _hold(run, ready, done):
+    from pathlib import Path
+    from cxr_nbdev.core import hold_run, update_manifest
+    with hold_run(Path(run)):
+        update_manifest(run, lambda m: m["stages"].update({"01_phantom": {"status": "running"}}))
+        ready.set()
+        done.wait(120)
 
 
 def test_unknown_parameter_fails_at_once():
