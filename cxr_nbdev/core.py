@@ -19,11 +19,11 @@ from filelock import FileLock, Timeout
 from traitlets.config import Config
 
 # %% auto #0
-__all__ = ['STAGES', 'COMMON_PARAMS', 'DEVICE', 'RUN_NAME', 'KEY_PACKAGES', 'PRETRAINED', 'WEIGHTS_POLICIES', 'STAGE_INPUTS',
-           'RUN_ONLY_PARAMS', 'KEEP_ON_NEW_INPUTS', 'PAPER_TRAIN_STATS', 'PAPER_COHORT_SPEC', 'PAPER_COHORT_SIZE',
-           'PAPER_TABLE1', 'TABLE_ONE_PAPER', 'PAPER_COMPOSITE_AUROC', 'PAPER_UNDER60', 'PAPER_FID', 'PAPER_EXTERNAL',
-           'SCHEMA_COLUMNS', 'CONTINUOUS', 'MEASURES', 'LABELS', 'SPLITS', 'SOURCES', 'THRESHOLDS_CM',
-           'PLAUSIBLE_RANGES', 'SEX_SPELLINGS', 'repo_root', 'stage_notebook', 'notebook_parameters',
+__all__ = ['STAGES', 'COMMON_PARAMS', 'DEVICE', 'SETS', 'RUN_NAME', 'KEY_PACKAGES', 'PRETRAINED', 'WEIGHTS_POLICIES',
+           'STAGE_INPUTS', 'RUN_ONLY_PARAMS', 'KEEP_ON_NEW_INPUTS', 'PAPER_TRAIN_STATS', 'PAPER_COHORT_SPEC',
+           'PAPER_COHORT_SIZE', 'PAPER_TABLE1', 'TABLE_ONE_PAPER', 'PAPER_COMPOSITE_AUROC', 'PAPER_UNDER60',
+           'PAPER_FID', 'PAPER_EXTERNAL', 'SCHEMA_COLUMNS', 'CONTINUOUS', 'MEASURES', 'LABELS', 'SPLITS', 'SOURCES',
+           'THRESHOLDS_CM', 'PLAUSIBLE_RANGES', 'SEX_SPELLINGS', 'repo_root', 'stage_notebook', 'notebook_parameters',
            'stage_parameters', 'pipeline_schema', 'Range', 'parameter_ranges', 'stage_ranges', 'pipeline_ranges',
            'ParamError', 'check_params', 'YamlLoader', 'read_yaml', 'parse_override', 'cross_check', 'load_params',
            'outputs_root', 'run_dir', 'atomic_write', 'atomic_path', 'save_json', 'load_json', 'save_csv',
@@ -243,7 +243,8 @@ def read_yaml(path: str | Path, # a YAML file
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
         problem = " ".join(x for x in (e.context, e.problem) if x)
-        kind = "YAML error" if isinstance(e, yaml.constructor.ConstructorError) else "YAML syntax error"
+        dup = isinstance(e, yaml.constructor.ConstructorError)
+        kind = "YAML error" if dup else "YAML syntax error"
         msg = f"{path}:{m.line + 1}:{m.column + 1}: {kind}: {problem}"
         raise ParamError(msg.replace("\n", " ")) from None
     except yaml.YAMLError as e:
@@ -259,25 +260,26 @@ def parse_override(value: str):
 
 # %% ../nbs/00_core.ipynb #77293727
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+SETS = ("base", "gen", "base_gen", "base_genpos")  # the paper's four training sets (06)
 
 def cross_check(params: dict) -> dict:
     "Raise one `ParamError` naming each value that does not fit the others or names nothing."
-    from cxr_nbdev.diagnostic import SETS
     errs, p = [], params
     if "device" in p and not DEVICE.match(str(p["device"])):
         errs.append(f"device {p['device']!r} must be auto, cpu, cuda, cuda:N or mps")
     if (f := p.get("split_fractions")) is not None:
         shares = len(f) == 3 and all(isinstance(x, (int, float)) and 0 < x < 1 for x in f)
         if not shares or abs(sum(f) - 1) > 1e-6:
-            errs.append(f"split_fractions {list(f)} must be three shares (train, val, test) above 0 "
-                        "that sum to 1")
+            errs.append(f"split_fractions {list(f)} must be three shares (train, val, test) "
+                        "above 0 that sum to 1")
     n_pat, n_img = p.get("external_patients"), p.get("external_images")
     if n_pat and n_img is not None and n_img < n_pat:
         errs.append(f"external_images {n_img} must be at least external_patients {n_pat} "
                     "(every patient has a radiograph)")
     if "sets" in p and (not p["sets"] or len(set(p["sets"])) < len(p["sets"])
                         or set(p["sets"]) - set(SETS)):
-        errs.append(f"sets {p['sets']} must be distinct training sets from {list(SETS)}, at least one")
+        errs.append(f"sets {p['sets']} must be distinct training sets from {list(SETS)}, "
+                    "at least one")
     if errs: raise ParamError("; ".join(errs))
     return params
 
@@ -401,7 +403,7 @@ def _check_listed(base: Path, listing: Path):
                                 f"when it was written (in {listing.name}): the file is damaged")
 
 def verify_checksums(folder: str | Path) -> bool:
-    "Check `folder`'s files against its SHA256SUMS (`ChecksumError` names a bad one); False if none."
+    "Check `folder`'s files against its SHA256SUMS (`ChecksumError` names a bad one)."
     listing = Path(folder) / "SHA256SUMS"
     if not listing.exists(): return False
     _check_listed(Path(folder), listing)
@@ -745,7 +747,8 @@ def hold_run(run: str | Path): # the run folder
     try: lock.acquire(timeout=0)
     except Timeout: raise _in_use(run) from None
     try:
-        save_json(dict(pid=os.getpid(), host=platform.node(), since=_now()), run / ".run.owner.json")
+        owner = dict(pid=os.getpid(), host=platform.node(), since=_now())
+        save_json(owner, run / ".run.owner.json")
         os.environ["CXR_HELD_RUN"] = str(run.resolve())
         _mark_interrupted(run)
         yield run
@@ -806,7 +809,7 @@ def _start_lineage(st: Stage) -> dict:
 def start_stage(name: str, # the stage, e.g. "03_ddpm"
                 ns: dict, # the notebook's namespace: pass `globals()`
                ) -> Stage:
-    "Check the parameters in `ns` and that the run is free, clear stale outputs, seed, record the start."
+    "Check the parameters and that the run is free, clear stale outputs, seed, record the start."
     schema = stage_parameters(name)
     given = {k: ns[k] for k in schema if k in ns}
     params = cross_check(check_params(given, schema, f"{name} parameters", stage_ranges(name)))

@@ -504,7 +504,7 @@ def _replace_dir(tmp: Path, d: Path):
 # %% ../nbs/03_ddpm.ipynb #95dda94c
 @patch
 def save_pretrained(self: CondDDPM, save_directory: str | Path, **kwargs) -> Path:
-    "Write config, weights, scheduler, schema, scaler and SHA256SUMS to `save_directory`, atomically."
+    "Write config, weights, scheduler, schema, scaler, SHA256SUMS to `save_directory`, atomically."
     d = Path(save_directory)
     d.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.tmp"))
@@ -788,7 +788,7 @@ def _settings_diff(now: dict, saved: dict) -> dict:
 
 # %% ../nbs/03_ddpm.ipynb #7d00865f
 def _newest_intact(ckpts: list) -> tuple:
-    "`(path, contents)` of the newest checkpoint that matches its SHA-256 and loads; warns per refusal."
+    "`(path, contents)` of the newest checkpoint that matches its SHA-256 and loads; warns if not."
     refused = []
     for path in reversed(ckpts):
         try:

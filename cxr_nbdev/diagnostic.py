@@ -18,9 +18,9 @@ from .core import *
 from .preprocessing import load_cache, FeatureScaler, images_to_tensor
 
 # %% auto #0
-__all__ = ['THRESHOLDS', 'SETS', 'REPLICATE_STRIDE', 'AUGMENT', 'P_COLUMNS', 'ID_COLUMNS', 'event_probabilities',
-           'p_slvh_correlated', 'densenet121_gray', 'measure_stats', 'DiagnosticNet', 'demographics', 'training_pools',
-           'training_seed', 'make_training_sets', 'training_set_table', 'diagnostic_loss', 'stop_early', 'cache_image',
+__all__ = ['THRESHOLDS', 'REPLICATE_STRIDE', 'AUGMENT', 'P_COLUMNS', 'ID_COLUMNS', 'event_probabilities', 'p_slvh_correlated',
+           'densenet121_gray', 'measure_stats', 'DiagnosticNet', 'demographics', 'training_pools', 'training_seed',
+           'make_training_sets', 'training_set_table', 'diagnostic_loss', 'stop_early', 'cache_image',
            'measure_targets', 'CXRRows', 'train_epoch', 'evaluate_loss', 'fit_diagnostic', 'done_marker',
            'save_diagnostic', 'load_diagnostic', 'train_diagnostic', 'load_ensemble', 'predict_runs', 'combine_runs',
            'predict_measures', 'features', 'prediction_columns', 'ensemble_predictions', 'external_cache',
@@ -143,9 +143,6 @@ def demographics(meta: pd.DataFrame, # rows with age (years) and sex (M/F)
     if np.isnan(age).any():
         raise ValueError(f"age is missing in row {meta.index[np.flatnonzero(np.isnan(age))[0]]}")
     return torch.tensor(np.stack([age, sex == "M", sex == "F"], 1), dtype=torch.float32)
-
-# %% ../nbs/06_diagnostic.ipynb #4b297363
-SETS = ("base", "gen", "base_gen", "base_genpos")  # the paper's four training sets
 
 # %% ../nbs/06_diagnostic.ipynb #6ea57d08
 def training_pools(real: pd.DataFrame, # the real training split (02's cache rows)
@@ -319,7 +316,7 @@ def save_diagnostic(model: DiagnosticNet, # the trained model
                     out_dir: str | Path, # the model folder, e.g. models/base/rep0/run0
                     info: dict | None = None, # more entries for config.json
                    ) -> dict:
-    "Write model, config, history, done marker and SHA256SUMS into `out_dir`, atomically; the marker."
+    "Write model, config, history, done marker, SHA256SUMS into `out_dir` atomically; the marker."
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -18,11 +18,11 @@ from nbconvert import HTMLExporter
 from nbdev.config import get_config
 from nbdev.process import NBProcessor
 from tqdm.auto import tqdm
-from .core import (STAGE_INPUTS, STAGES, ParamError, atomic_write, check_params, cross_check,
-                            done_record, read_metadata,
-                            execute_stage, hold_run, lineage_fingerprint, load_params,
-                            pipeline_schema, repo_root, run_dir, stage_lineage, stage_notebook,
-                            stage_parameters, stage_ranges, stale_stages, update_manifest)
+from .core import (STAGE_INPUTS, STAGES, ParamError, atomic_write, check_params,
+                            cross_check, done_record, execute_stage, hold_run,
+                            lineage_fingerprint, load_params, pipeline_schema, read_metadata,
+                            repo_root, run_dir, stage_lineage, stage_notebook, stage_parameters,
+                            stage_ranges, stale_stages, update_manifest)
 
 # %% auto #0
 __all__ = ['DRY_RUN', 'STORY', 'INLINE', 'select_stages', 'stage_run_params', 'check_stages', 'StageFailed',
@@ -48,6 +48,7 @@ def stage_run_params(stage: str, params: dict) -> dict:
     own = {**schema, **{k: v for k, v in params.items() if k in schema}}
     return check_params(own, schema, f"{stage} parameters", stage_ranges(stage))
 
+# %% ../nbs/08_pipeline.ipynb #9828bb8c
 def check_stages(params: dict, # the run's parameters
                  stages: list, # the stages that will run
                 ) -> dict:
@@ -86,6 +87,7 @@ def stale_after(run: Path, params: dict, stages: list) -> dict:
             if s in out: break
     return out
 
+# %% ../nbs/08_pipeline.ipynb #acd5b656
 def _check_inputs(run: Path, params: dict, stages: list):
     "Raise if a stage before `stages[0]` has not finished, or a stage would read a stale input."
     for s in STAGES[:STAGES.index(stages[0])] if stages else []:
@@ -118,6 +120,7 @@ def _params_record(run: Path, params: dict, stages: list) -> dict:
             out.update({k: v for k, v in rec["params"].items() if k not in ("run_name", "out_dir")})
     return out
 
+# %% ../nbs/08_pipeline.ipynb #a6d9d0e8
 def _mark_stale(run: Path) -> dict:
     "Mark the run's stale stages in the manifest; `{stage: why}`."
     stale = stale_stages(run)
@@ -127,10 +130,12 @@ def _mark_stale(run: Path) -> dict:
     if stale: update_manifest(run, f)
     return stale
 
+# %% ../nbs/08_pipeline.ipynb #ff01f217
 def _interrupted(run: Path, s: str):
     update_manifest(run, lambda m: m.setdefault("stages", {}).setdefault(s, {})
                     .update(status="interrupted"))
 
+# %% ../nbs/08_pipeline.ipynb #64036f29
 def run_pipeline(params: dict, # checked run parameters (see `load_params`)
                  stages: list | None = None, # stages to run (default: all)
                  progress: bool = True, # show the overall and per-cell progress bars
@@ -216,6 +221,7 @@ def check_data(params: dict):
         try: read_metadata(params[key])
         except (ValueError, FileNotFoundError) as e: raise ParamError(f"{key}: {e}") from None
 
+# %% ../nbs/08_pipeline.ipynb #3ba98353
 def _run_params(a: argparse.Namespace) -> dict:
     "The checked parameters of the run the command line `a` asks for."
     params = load_params(a.config, a.parameter)
