@@ -815,9 +815,10 @@ def start_stage(name: str, # the stage, e.g. "03_ddpm"
     params = cross_check(check_params(given, schema, f"{name} parameters", stage_ranges(name)))
     missing = [k for k in schema if k not in ns]
     if missing: raise ParamError(f"{name}: parameters not defined in the notebook: {missing}")
-    check_run_free(run_dir(params["run_name"], params["out_dir"]))
+    run = run_dir(params["run_name"], params["out_dir"])
+    check_run_free(run)
+    (run / name / "done.json").unlink(missing_ok=True)  # a re-run that fails must not look finished
     st = Stage(name, params)
-    st.path("done.json").unlink(missing_ok=True)  # a re-run that fails must not look finished
     _start_lineage(st)
     seed_everything(params["seed"])
     _record_start(st)

@@ -77,14 +77,15 @@ def test_second_run_with_the_same_name_stops_at_once(outputs_dir):
     from cxr_nbdev.core import hold_run, run_dir
     run = run_dir("locked")
     import multiprocessing as mp
-    ready, done = mp.Event(), mp.Event()
-    p = mp.get_context("spawn").Process(target=_hold, args=(str(run), ready, done))
+    ctx = mp.get_context("spawn")   # a fresh interpreter, as a second command would be
+    ready, done = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold, args=(str(run), ready, done))
     p.start()
     try:
         assert ready.wait(60)
         r = cli("--config", "configs/smoke.yaml", "--run-name", "locked", timeout=120)
         assert r.returncode == 2 and "in use by another cxr-pipeline" in r.stderr and f"pid {p.pid}" in r.stderr, r.stderr
-        assert not (run / "01_phantom").exists()
+        assert not (run / "notebooks" / "01_phantom.ipynb").exists()   # nothing ran
     finally:
         done.set(); p.join(30)
     man = json.loads((run / "manifest.json").read_text())
