@@ -684,16 +684,22 @@ def lineage_fingerprint(stage: str, lineage: dict) -> str:
     return json_digest({"stage": stage, **lineage})
 
 # %% ../nbs/00_core.ipynb #a90511fb
-def stale_stages(run: str | Path) -> dict:
+def stale_stages(run: str | Path, # the run folder
+                 fingerprints: dict | None = None, # {stage: fingerprint}; default: as recorded
+                 remade=(), # stages about to be remade (with `fingerprints`: not judged themselves)
+                ) -> dict:
     "`{stage: why}` for each finished stage of `run` made from inputs that have changed since."
     out = {}
     for s in STAGES:
         rec = done_record(run, s)
-        if rec is None or "lineage" not in rec: continue   # not finished, or from before lineage
+        if s in remade or rec is None or "lineage" not in rec: continue   # or from before lineage
         for i, then in rec["lineage"]["inputs"].items():
-            now = (done_record(run, i) or {}).get("fingerprint")
+            now = (done_record(run, i) or {}).get("fingerprint") if fingerprints is None \
+                  else fingerprints.get(i)
             if i in out: out[s] = f"{i} is stale"
-            elif now != then: out[s] = f"{i} has changed" if now else f"{i} has not finished"
+            elif now != then:
+                out[s] = (f"{i} is rerun with other parameters or inputs" if i in remade else
+                          f"{i} has changed" if now else f"{i} has not finished")
             if s in out: break
     return out
 

@@ -75,17 +75,7 @@ def planned_fingerprints(run: Path, params: dict, stages: list) -> dict:
 # %% ../nbs/08_pipeline.ipynb #ddc0c59c
 def stale_after(run: Path, params: dict, stages: list) -> dict:
     "`{stage: why}`: the finished stages outside `stages` that running `stages` would leave stale."
-    planned, out = planned_fingerprints(run, params, stages), {}
-    for s in STAGES:
-        rec = done_record(run, s)
-        if s in stages or rec is None or "lineage" not in rec: continue
-        for i, then in rec["lineage"]["inputs"].items():
-            if i in out: out[s] = f"{i} is stale"
-            elif planned[i] != then:
-                out[s] = (f"{i} is rerun with other parameters or inputs" if i in stages else
-                          f"{i} has changed" if planned[i] else f"{i} has not finished")
-            if s in out: break
-    return out
+    return stale_stages(run, planned_fingerprints(run, params, stages), remade=stages)
 
 # %% ../nbs/08_pipeline.ipynb #acd5b656
 def _check_inputs(run: Path, params: dict, stages: list):
