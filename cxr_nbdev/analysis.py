@@ -1306,9 +1306,9 @@ def reference_patients(patient_ids, # one per real-train image
                        fraction: float = 0.5, # share of the patients in the reference
                        seed: int = 0) -> np.ndarray:
     "Boolean mask of the images whose patients form the reference (scikit-learn's group split)."
-    ids = np.asarray(patient_ids)
-    split = GroupShuffleSplit(1, test_size=fraction, random_state=seed)
-    return np.isin(np.arange(len(ids)), next(split.split(ids, groups=ids))[1])
+    groups = pd.factorize(pd.Series(np.asarray(patient_ids)))[0]   # in order of appearance, so
+    split = GroupShuffleSplit(1, test_size=fraction, random_state=seed)   # the ids' key is moot
+    return np.isin(np.arange(len(groups)), next(split.split(groups, groups=groups))[1])
 
 # %% ../nbs/07_analysis.ipynb #ac60e355
 def feature_net_targets(meta: pd.DataFrame) -> np.ndarray:

@@ -23,16 +23,17 @@ __all__ = ['STAGES', 'COMMON_PARAMS', 'DEVICE', 'SETS', 'RUN_NAME', 'KEY_PACKAGE
            'STAGE_INPUTS', 'RUN_ONLY_PARAMS', 'KEEP_ON_NEW_INPUTS', 'PAPER_TRAIN_STATS', 'PAPER_COHORT_SPEC',
            'PAPER_COHORT_SIZE', 'PAPER_TABLE1', 'TABLE_ONE_PAPER', 'PAPER_COMPOSITE_AUROC', 'PAPER_UNDER60',
            'PAPER_FID', 'PAPER_EXTERNAL', 'SCHEMA_COLUMNS', 'CONTINUOUS', 'MEASURES', 'LABELS', 'SPLITS', 'SOURCES',
-           'THRESHOLDS_CM', 'PLAUSIBLE_RANGES', 'SEX_SPELLINGS', 'repo_root', 'stage_notebook', 'notebook_parameters',
-           'stage_parameters', 'pipeline_schema', 'Range', 'parameter_ranges', 'stage_ranges', 'pipeline_ranges',
-           'ParamError', 'check_params', 'YamlLoader', 'read_yaml', 'parse_override', 'cross_check', 'load_params',
-           'outputs_root', 'run_dir', 'atomic_write', 'atomic_path', 'save_json', 'load_json', 'save_csv',
-           'ChecksumError', 'file_sha256', 'write_checksums', 'verify_checksums', 'write_sidecar', 'verify_sidecar',
-           'save_fig', 'seed_everything', 'get_device', 'package_versions', 'git_info', 'update_manifest',
-           'record_weights', 'MissingWeightsError', 'hub_checkpoints', 'download_weights', 'pretrained_weights',
-           'prefetch_weights', 'weights_main', 'json_digest', 'done_record', 'stage_lineage', 'lineage_fingerprint',
-           'stale_stages', 'hold_run', 'check_run_free', 'Stage', 'start_stage', 'execute_stage', 'label_problems',
-           'derive_labels', 'normalise_sex', 'reason_where', 'value_problems', 'read_metadata', 'parallel_map']
+           'THRESHOLDS_CM', 'PLAUSIBLE_RANGES', 'SEX_SPELLINGS', 'PSEUDONYM_KEY_FILE', 'repo_root', 'stage_notebook',
+           'notebook_parameters', 'stage_parameters', 'pipeline_schema', 'Range', 'parameter_ranges', 'stage_ranges',
+           'pipeline_ranges', 'ParamError', 'check_params', 'YamlLoader', 'read_yaml', 'parse_override', 'cross_check',
+           'load_params', 'outputs_root', 'run_dir', 'atomic_write', 'atomic_path', 'save_json', 'load_json',
+           'save_csv', 'ChecksumError', 'file_sha256', 'write_checksums', 'verify_checksums', 'write_sidecar',
+           'verify_sidecar', 'save_fig', 'seed_everything', 'get_device', 'package_versions', 'git_info',
+           'update_manifest', 'record_weights', 'MissingWeightsError', 'hub_checkpoints', 'download_weights',
+           'pretrained_weights', 'prefetch_weights', 'weights_main', 'json_digest', 'done_record', 'stage_lineage',
+           'lineage_fingerprint', 'stale_stages', 'hold_run', 'check_run_free', 'Stage', 'start_stage', 'execute_stage',
+           'label_problems', 'derive_labels', 'normalise_sex', 'reason_where', 'value_problems', 'read_metadata',
+           'Pseudonyms', 'pseudonym_table', 'parallel_map']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 STAGES = ("01_phantom", "02_preprocessing", "03_ddpm", "04_inversion",
@@ -656,7 +657,8 @@ STAGE_INPUTS = {  # the earlier stages whose outputs each stage reads
     "07_analysis": ("01_phantom", "02_preprocessing", "03_ddpm", "04_inversion", "05_cohort",
                     "06_diagnostic")}
 RUN_ONLY_PARAMS = ("run_name", "out_dir", "device", "n_workers", "resume", "eval_every",
-                   "checkpoint_every", "keep_checkpoints", "cohort_processes", "coverage_check")
+                   "checkpoint_every", "keep_checkpoints", "cohort_processes", "coverage_check",
+                   "train_processes")
 
 # %% ../nbs/00_core.ipynb #a311727f
 def json_digest(obj) -> str:
@@ -1088,6 +1090,101 @@ def read_metadata(data_dir: str | Path, # cohort folder with metadata.csv
                          f"{rows[:5]}, first {meta.cxr_path[bad].iloc[0]!r}); paths must lie in "
                          "the cohort folder")
     return meta
+
+# %% ../nbs/00_core.ipynb #dc-pseudo
+import hmac, secrets
+
+PSEUDONYM_KEY_FILE = "pseudonym.key"   # beside the cohort's metadata.csv, never under outputs/
+
+def _make_key(path: Path):
+    "Write a new random key to `path` unless one is there: a private temp file, linked in."
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f: f.write(secrets.token_hex(32) + "\n")
+    try: os.link(tmp, path)        # fails if another process made it first: theirs is kept
+    except FileExistsError: pass
+    finally: tmp.unlink()
+
+class Pseudonyms:
+    "Keyed pseudonyms (HMAC-SHA256) of patient ids and image file names."
+    def __init__(self, key: bytes, # the secret key, 32 random bytes from `for_data`
+                 path: Path | None = None, # where it was read from
+                ):
+        if len(key) < 16: raise ValueError(f"{path or 'key'}: a pseudonym key needs 16+ bytes")
+        self.key, self.path = key, path
+        self.key_id = hashlib.sha256(b"key id|" + key).hexdigest()[:12]  # names it; reveals nothing
+
+    def __repr__(self): return f"Pseudonyms(key {self.key_id} from {self.path})"
+
+    @classmethod
+    def for_data(cls, data_dir: str | Path, # the cohort folder (metadata.csv)
+                 key_file: str | Path = "", # the key's file; "" = data_dir/pseudonym.key
+                 create: bool = True, # make the key if it is not there
+                ) -> Pseudonyms:
+        "The pseudonyms of the cohort in `data_dir`, with its key (made on first use)."
+        path = Path(key_file) if key_file else Path(data_dir) / PSEUDONYM_KEY_FILE
+        if path.resolve().is_relative_to(outputs_root().resolve()):
+            raise ParamError(f"pseudonym_key_file {path} lies under {outputs_root()}: the key "
+                             "must live beside the data, never with the outputs")
+        if create and not path.exists():
+            try: _make_key(path)
+            except OSError as e:
+                raise ParamError(f"{path}: cannot write the pseudonym key ({e.strerror}); set "
+                                 "pseudonym_key_file to a writable file outside outputs/") from None
+        if not path.exists(): raise FileNotFoundError(f"{path}: no pseudonym key")
+        try: key = bytes.fromhex(path.read_text().strip())
+        except ValueError: raise ValueError(f"{path}: not a pseudonym key (64 hex digits)") from None
+        return cls(key, path)
+
+# %% ../nbs/00_core.ipynb #dc-pseudo2
+@patch
+def _mac(self: Pseudonyms, kind: str, value) -> str:
+    return hmac.new(self.key, f"{kind}|{value}".encode(), hashlib.sha256).hexdigest()[:16]
+
+@patch
+def patient(self: Pseudonyms, ids) -> list:
+    "The pseudonyms of patient ids: 'P' and 16 hex digits (missing stays missing)."
+    return [None if pd.isna(i) else "P" + self._mac("patient", i) for i in ids]
+
+@patch
+def image(self: Pseudonyms, names) -> list:
+    "The pseudonyms of image file names: 'I', 16 hex digits and the name's suffix."
+    return [None if pd.isna(n) else f"I{self._mac('image', n)}{Path(str(n)).suffix}"
+            for n in names]
+
+@patch
+def table(self: Pseudonyms, df: pd.DataFrame, # rows with patient_id / cxr_filename / cxr_path
+         ) -> pd.DataFrame:
+    "A copy of `df` with pseudonyms for its ids and file names, in free text (`reason`, `note`) too."
+    out = df.copy()
+    new = {}
+    if "patient_id" in df: new["patient_id"] = self.patient(df.patient_id)
+    if "cxr_filename" in df: new["cxr_filename"] = self.image(df.cxr_filename)
+    if "cxr_path" in df:    # the image is named by its pseudonym; no path to the data remains
+        by_path = self.image(df.cxr_path)
+        new["cxr_path"] = [f or p for f, p in zip(new.get("cxr_filename", by_path), by_path)]
+    for c in ("reason", "note"):
+        if c not in df: continue
+        pairs = [sorted(((str(df[k].iloc[i]), new[k][i]) for k in new if new[k][i] is not None),
+                        key=lambda p: -len(p[0])) for i in range(len(df))]
+        out[c] = [_replace_all(t, p) for t, p in zip(df[c].tolist(), pairs)]
+    return out.assign(**new)
+
+def _replace_all(text, pairs: list) -> str:
+    "`text` with each (raw, pseudonym) replaced, longest raw value first."
+    if pd.isna(text): return text
+    for raw, p in pairs: text = str(text).replace(raw, p)
+    return text
+
+# %% ../nbs/00_core.ipynb #dc-pseudo-back
+def pseudonym_table(data_dir: str | Path, # the cohort folder (metadata.csv and its key)
+                    key_file: str | Path = "", # the key's file; "" = data_dir/pseudonym.key
+                   ) -> pd.DataFrame:
+    "Each metadata.csv row (metadata_row, patient_id, cxr_filename) beside its pseudonyms."
+    meta, ps = read_metadata(data_dir), Pseudonyms.for_data(data_dir, key_file, create=False)
+    out = meta[["patient_id", "cxr_filename"]].rename_axis("metadata_row").reset_index()
+    return out.assign(pseudonym=ps.patient(out.patient_id),
+                      cxr_filename_pseudonym=ps.image(out.cxr_filename))
 
 # %% ../nbs/00_core.ipynb #dc-map
 def parallel_map(fn, # a picklable function of one item

@@ -22,9 +22,9 @@ __all__ = ['THRESHOLDS', 'REPLICATE_STRIDE', 'AUGMENT', 'P_COLUMNS', 'ID_COLUMNS
            'densenet121_gray', 'measure_stats', 'DiagnosticNet', 'demographics', 'training_pools', 'training_seed',
            'make_training_sets', 'training_set_table', 'diagnostic_loss', 'stop_early', 'cache_image',
            'measure_targets', 'CXRRows', 'train_epoch', 'evaluate_loss', 'fit_diagnostic', 'done_marker',
-           'save_diagnostic', 'load_diagnostic', 'train_diagnostic', 'load_ensemble', 'predict_runs', 'combine_runs',
-           'predict_measures', 'features', 'prediction_columns', 'ensemble_predictions', 'external_cache',
-           'replicate_columns']
+           'save_diagnostic', 'load_diagnostic', 'train_diagnostic', 'train_many', 'load_ensemble', 'predict_runs',
+           'combine_runs', 'predict_measures', 'features', 'prediction_columns', 'ensemble_predictions',
+           'external_cache', 'replicate_columns']
 
 # %% ../nbs/06_diagnostic.ipynb #8b992b4b
 THRESHOLDS = {s: (THRESHOLDS_CM["slvh"][s], THRESHOLDS_CM["slvh"][s], THRESHOLDS_CM["dlv"][s])
@@ -407,6 +407,45 @@ def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_se
     hist = fit_diagnostic(model, tl, vl, epochs, lr, patience, max_steps_per_epoch, device)
     done = save_diagnostic(model, hist, out_dir, {**(info or {}), "train": settings})
     return {**done, "trained": True}
+
+# %% ../nbs/06_diagnostic.ipynb #train-many
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+
+_SHARED: dict = {}   # what forked workers inherit instead of receiving it pickled
+
+@contextmanager
+def _one_thread():
+    "Torch on one CPU thread inside the block."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(n)
+
+def _fit_job(i: int) -> dict:
+    "Job `i` of `train_many`, in a forked worker (its progress bars off: the parent shows one)."
+    torch.set_num_threads(1)
+    os.environ["TQDM_DISABLE"] = "1"
+    return train_diagnostic(**_SHARED["jobs"][i])
+
+def train_many(jobs: list[dict], # keyword arguments of `train_diagnostic`, one dict per model
+               processes: int = 0, # on a CPU, models trained at once; 0 = all cores
+              ) -> list[dict]:
+    "`train_diagnostic` over `jobs`, results in job order; on a CPU one thread per model."
+    bar = dict(total=len(jobs), desc=f"training {len(jobs)} models", leave=False)
+    if any(torch.device(j.get("device", "cpu")).type != "cpu" for j in jobs):
+        return [train_diagnostic(**j) for j in tqdm(jobs, **bar)]
+    n = min(len(jobs), processes or os.cpu_count() or 1)
+    if n <= 1 or "fork" not in mp.get_all_start_methods():
+        with _one_thread(): return [train_diagnostic(**j) for j in tqdm(jobs, **bar)]
+    _SHARED["jobs"] = jobs
+    try:
+        with ProcessPoolExecutor(n, mp_context=mp.get_context("fork")) as ex:
+            futures = [ex.submit(_fit_job, i) for i in range(len(jobs))]
+            for _ in tqdm(as_completed(futures), **bar): pass
+            return [f.result() for f in futures]
+    finally: _SHARED.clear()
 
 # %% ../nbs/06_diagnostic.ipynb #c96a833b
 def _model_dirs(set_dir: Path) -> dict:

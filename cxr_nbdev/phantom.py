@@ -560,10 +560,12 @@ def missing_files(meta: pd.DataFrame, # metadata with cxr_path
 
 # %% ../nbs/01_phantom.ipynb #check-folder
 def check_cohort_folder(folder: str | Path, # a cohort folder: metadata.csv + images
+                        pseudonyms: Pseudonyms | None = None, # name the missing files by these
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "The metadata of a CheXchoNet-layout folder and its missing or empty image files."
     meta = read_metadata(folder)
     gone = missing_files(meta, folder)
+    if pseudonyms is not None: gone = pseudonyms.table(gone)
     eg = ", ".join(f"{r.cxr_path} ({r.reason})" for r in gone.head(3).itertuples())
     if len(gone) == len(meta):
         raise FileNotFoundError(f"{folder}: none of the {len(meta)} image files in metadata.csv "

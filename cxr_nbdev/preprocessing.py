@@ -87,6 +87,7 @@ def _rejected(df: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
 # %% ../nbs/02_preprocessing.ipynb #check-rows
 def check_rows(df: pd.DataFrame, # a cohort's metadata as read (`read_metadata`)
                what: str = "metadata.csv", # what to call the table in the warning
+               pseudonyms: Pseudonyms | None = None, # name the rejected rows by their pseudonyms
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "The usable rows (sex M/F, numbers as floats) and the rejected ones with their reasons."
     why = value_problems(df)
@@ -95,6 +96,7 @@ def check_rows(df: pd.DataFrame, # a cohort's metadata as read (`read_metadata`)
     why += group_problems(df)
     why[why == ""] = label_disagreements(df[why == ""])
     rej = _rejected(df, why.str.rstrip("; "))
+    if pseudonyms is not None: rej = pseudonyms.table(rej)
     first = "; ".join(f"row {r.row} ({r.patient_id}, {r.cxr_filename}): {r.reason}"
                       for r in rej.head(5).itertuples())
     if len(rej): warnings.warn(f"{what}: {len(rej)} of {len(df)} rows rejected: {first}")
@@ -279,10 +281,12 @@ def first_readable(df: pd.DataFrame, # rows with cxr_path
                   ) -> list:
     "Up to `k` (row, image) pairs of `df`, in order, passing over files that cannot be read."
     out = []
-    for _, r in df.iterrows():
-        if len(out) == k: break
-        try: out.append((r, read_image(Path(folder) / str(r.cxr_path))))
-        except ImageReadError: continue
+    with warnings.catch_warnings():   # for a figure: build_cache reports how files were read
+        warnings.simplefilter("ignore", ImageReadNote)
+        for _, r in df.iterrows():
+            if len(out) == k: break
+            try: out.append((r, read_image(Path(folder) / str(r.cxr_path))))
+            except ImageReadError: continue
     return out
 
 # %% ../nbs/02_preprocessing.ipynb #e4316758
@@ -374,8 +378,8 @@ def _load_one(args) -> tuple:
     return img, why, "; ".join(str(x.message) for x in w if issubclass(x.category, ImageReadNote))
 
 # %% ../nbs/02_preprocessing.ipynb #cache-key
-def _cache_key(paths: list, meta: pd.DataFrame, image_size: int) -> str:
-    h = hashlib.sha256(f"v1|{image_size}".encode())
+def _cache_key(paths: list, meta: pd.DataFrame, image_size: int, key_id: str = "") -> str:
+    h = hashlib.sha256(f"v1|{image_size}|{key_id}".encode())
     for p in paths:
         st = p.stat() if p.exists() else None
         h.update(f"{p}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}\n".encode())
@@ -383,16 +387,20 @@ def _cache_key(paths: list, meta: pd.DataFrame, image_size: int) -> str:
     return h.hexdigest()[:20]
 
 # %% ../nbs/02_preprocessing.ipynb #07d20284
-def _read_all(meta: pd.DataFrame, paths: list, image_size: int, n_workers: int) -> tuple:
-    "The images of the readable files, which files were readable, the skipped ones, the read notes."
+def _read_all(meta: pd.DataFrame, paths: list, image_size: int, n_workers: int,
+              names: list) -> tuple:
+    "The images of the readable files, which were readable, the skipped ones, the read notes."
     jobs = [(str(p), image_size) for p in paths]
     res = parallel_map(_load_one, jobs, n_workers, f"caching {len(paths)} images")
     ok = np.array([r[0] is not None for r in res], bool)
     noted = np.array([bool(r[2]) for r in res], bool)
-    skipped = pd.DataFrame({"cxr_path": meta.cxr_path[~ok].to_numpy(),
-                            "reason": [r[1] for r in res if r[0] is None]})
-    notes = pd.DataFrame({"cxr_path": meta.cxr_path[noted].to_numpy(),
-                          "note": [r[2] for r in res if r[2]]})
+    said = lambda i, text: text.replace(str(paths[i]), names[i])   # no absolute paths, no raw ids
+    skipped = pd.DataFrame({"metadata_row": meta.metadata_row[~ok].to_numpy(),
+                            "cxr_path": np.asarray(names, object)[~ok],
+                            "reason": [said(i, r[1]) for i, r in enumerate(res) if r[0] is None]})
+    notes = pd.DataFrame({"metadata_row": meta.metadata_row[noted].to_numpy(),
+                          "cxr_path": np.asarray(names, object)[noted],
+                          "note": [said(i, r[2]) for i, r in enumerate(res) if r[2]]})
     empty = np.zeros((0, image_size, image_size), np.uint8)
     images = np.stack([r[0] for r in res if r[0] is not None]) if ok.any() else empty
     return images, ok, skipped, notes
@@ -412,16 +420,24 @@ def build_cache(meta: pd.DataFrame, # rows to cache: SCHEMA_COLUMNS (+ split, so
                 cache_dir: str | Path, # where to write the cache
                 image_size: int, # side of the cached square images
                 n_workers: int = 0, # worker processes; 0 = all cores
+                pseudonyms: Pseudonyms | None = None, # write pseudonyms, not ids and file names
                 **info, # more cache.json entries; split=/source= fill missing columns
                ) -> tuple[np.ndarray, pd.DataFrame]:
     "Read, crop, resize and cache the images of `meta`, skipping unreadable ones; as `load_cache`."
-    root, cache_dir, meta = Path(root), Path(cache_dir), meta.reset_index(drop=True)
+    root, cache_dir = Path(root), Path(cache_dir)
+    if "metadata_row" not in meta:     # the row of metadata.csv (the index, as read), kept
+        meta = meta.rename_axis("metadata_row").reset_index()
+    meta = meta.reset_index(drop=True)
     paths = [root / p for p in meta["cxr_path"].astype(str)]
-    key = _cache_key(paths, meta, image_size)
+    key_id = pseudonyms.key_id if pseudonyms is not None else ""
+    key = _cache_key(paths, meta, image_size, key_id)
     done = cache_dir / "cache.json"
     if done.exists() and load_json(done).get("key") == key: return load_cache(cache_dir)
-    images, ok, skipped, notes = _read_all(meta, paths, image_size, n_workers)
+    shown = pseudonyms.table(meta) if pseudonyms is not None else meta
+    images, ok, skipped, notes = _read_all(meta, paths, image_size, n_workers,
+                                           shown.cxr_path.astype(str).tolist())
     _log_unread(cache_dir, skipped, notes)
-    write_cache(images, meta[ok], cache_dir, key=key, image_size=image_size,
+    info = {**info, "pseudonym_key_id": key_id} if key_id else info
+    write_cache(images, shown[ok], cache_dir, key=key, image_size=image_size,
                 n_skipped=int((~ok).sum()), n_notes=len(notes), **info)
     return load_cache(cache_dir)

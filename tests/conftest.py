@@ -13,3 +13,28 @@ def outputs_dir(tmp_path_factory):
     os.environ["CXR_OUT_DIR"] = str(d)
     os.environ.setdefault("MPLBACKEND", "Agg")
     return d
+
+
+def raw_ids_found(run, *data_dirs) -> dict:
+    """The files under `run` that hold a raw patient_id or cxr_filename of the cohorts in `data_dirs`, with the
+    first one found. Executed notebooks count from "## Running the stage" on: their lessons are toy data."""
+    import re
+    import pandas as pd
+    raw = set()
+    for d in data_dirs:
+        m = pd.read_csv(Path(d) / "metadata.csv", dtype=str)
+        raw |= set(m.patient_id.dropna()) | set(m.cxr_filename.dropna())
+    pattern = re.compile("|".join(map(re.escape, sorted(raw, key=len, reverse=True))))
+    hits = {}
+    for f in sorted(Path(run).rglob("*")):
+        if not f.is_file() or f.stat().st_size > 50e6: continue
+        try: text = f.read_bytes().decode("utf-8")
+        except UnicodeDecodeError: continue          # images, weights, arrays
+        if f.suffix == ".ipynb":
+            import nbformat
+            nb = nbformat.reads(text, as_version=4)
+            start = next((i for i, c in enumerate(nb.cells)
+                          if c.cell_type == "markdown" and c.source.startswith("## Running the stage")), 0)
+            text = "\n".join(nbformat.writes(nbformat.v4.new_notebook(cells=nb.cells[start:])).splitlines())
+        if found := pattern.search(text): hits[str(f.relative_to(run))] = found.group()
+    return hits

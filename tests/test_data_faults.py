@@ -5,7 +5,7 @@ one test runs 01 + 02 through `cxr-pipeline` on the folder, as a user would."""
 import json, subprocess, warnings
 import numpy as np, pandas as pd
 import pydicom, pytest
-from conftest import ROOT, BIN
+from conftest import ROOT, BIN, raw_ids_found
 from cxr_nbdev.phantom import make_cohort, write_dicom, check_cohort_folder, table_one
 from cxr_nbdev.preprocessing import (PLAUSIBLE_RANGES, FeatureScaler, ImageReadNote, build_cache, check_rows,
                                      derive_labels, read_metadata, split_by_patient)
@@ -136,3 +136,11 @@ def test_pipeline_01_02_on_faulty_folder(faulty, outputs_dir):
     sc = FeatureScaler.load(run / "02_preprocessing" / "scaler.json")
     assert abs(sc.mean["lvidd"] - cache.lvidd[cache.split == "train"].mean()) < 1e-9 and sc.std["lvidd"] < 1.0
     assert not (run / "02_preprocessing" / "external_cache").exists()
+    # pseudonyms only, and the way back: metadata_row and the key beside the data
+    assert raw_ids_found(run, faulty) == {}
+    assert (faulty / "pseudonym.key").stat().st_mode & 0o777 == 0o600
+    raw = read_metadata(faulty)
+    assert (raw.age[cache.metadata_row].to_numpy() == cache.age.to_numpy()).all()
+    assert rej.patient_id.notna().all() and not rej.patient_id.isin(raw.patient_id).any()
+    skipped = pd.read_csv(run / "02_preprocessing" / "cache" / "skipped.csv")
+    assert sorted(skipped.metadata_row) == [11, 12, 13] and not skipped.reason.str.contains(str(faulty)).any()

@@ -1,8 +1,9 @@
 """The `cxr-pipeline` runner end to end: the whole pipeline at smoke scale, a bad parameter, a failing stage,
 a failed re-run that must not look finished."""
 import json, os, subprocess
+from pathlib import Path
 import pytest
-from conftest import ROOT, BIN
+from conftest import ROOT, BIN, raw_ids_found
 
 
 def cli(*args, timeout=1800):
@@ -29,6 +30,18 @@ def test_smoke_pipeline(outputs_dir):
     auroc = claims[claims.replicates >= 2]
     assert len(auroc) == 6 and auroc.se_training[auroc.estimate.notna()].notna().all()
     assert (run / "06_diagnostic" / "predictions_val.csv").exists()
+    # no output names a patient: pseudonyms everywhere, the key beside the data
+    s1 = json.loads((run / "01_phantom" / "done.json").read_text())["summary"]
+    assert raw_ids_found(run, s1["data_dir"], s1["external_dir"]) == {}
+    s2 = json.loads((run / "02_preprocessing" / "done.json").read_text())["summary"]
+    assert Path(s2["pseudonym_key"]) == Path(s1["data_dir"]) / "pseudonym.key" and s2["factors"]
+    cache = pd.read_csv(run / "02_preprocessing" / "cache" / "metadata.csv")
+    from cxr_nbdev.core import pseudonym_table
+    back = pseudonym_table(s1["data_dir"]).set_index("metadata_row")
+    assert (back.pseudonym[cache.metadata_row[cache.split != "external"]].to_numpy()
+            == cache.patient_id[cache.split != "external"].to_numpy()).all()
+    ruler = pd.read_csv(run / "07_analysis" / "ruler_gains.csv")
+    assert len(ruler)                           # 07 joined the factors under the same pseudonyms
     # resuming from the last stage reruns only that stage
     last = select_stages()[-1]
     r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke", "--from", last)
