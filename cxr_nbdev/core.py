@@ -658,7 +658,7 @@ STAGE_INPUTS = {  # the earlier stages whose outputs each stage reads
                     "06_diagnostic")}
 RUN_ONLY_PARAMS = ("run_name", "out_dir", "device", "n_workers", "resume", "eval_every",
                    "checkpoint_every", "keep_checkpoints", "cohort_processes", "coverage_check",
-                   "train_processes")
+                   "diag_processes")
 
 # %% ../nbs/00_core.ipynb #a311727f
 def json_digest(obj) -> str:
