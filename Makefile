@@ -11,7 +11,7 @@ RUN ?=
 # `pip install -e .` resolves torch normally (see README, "Installing" for GPU wheels).
 TORCH_PINS ?= $(shell grep -qs '^torch<=2.14.1' /etc/xdg/pip/constraints.txt && echo 'torch==2.14.1 torchvision==0.29.1')
 
-.PHONY: install demo test lab clean export bench readme docs
+.PHONY: install demo test lab clean export bench readme docs study
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests -ra
+
+# A study: many runs over a grid, as tasks on Ray (a local cluster; see README, "Studies")
+STUDY ?= configs/study-smoke.yaml
+study: $(STAMP)
+	$(VENV)/bin/cxr-study --config $(STUDY)
 
 bench: $(STAMP)
 	$(PY) bench/bench.py

@@ -899,7 +899,7 @@ def _require(self: Stage, stage: str) -> Path:
         rec, why = self.done(stage), stale_stages(self.run).get(stage)
         if rec is None or why: rec = _run_upstream(self, stage, why)
     clash = {k: (rec["params"][k], v) for k, v in self.params.items()
-             if k in rec["params"] and k not in ("device",) and rec["params"][k] != v}
+             if k in rec["params"] and k not in RUN_ONLY_PARAMS and rec["params"][k] != v}
     if clash:
         raise ParamError(f"{stage} in run {self.run.name!r} was made with other values of shared "
                          f"parameters (theirs, ours): {clash}. "
