@@ -1,4 +1,4 @@
-import os, sys
+import os, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -13,6 +13,16 @@ def outputs_dir(tmp_path_factory):
     os.environ["CXR_OUT_DIR"] = str(d)
     os.environ.setdefault("MPLBACKEND", "Agg")
     return d
+
+
+@pytest.fixture(scope="session")
+def smoke_run(outputs_dir):
+    """configs/smoke.yaml through `cxr-pipeline` once per test session: every stage notebook, its lessons and
+    its stage, executed by papermill. `(run folder, completed process)`; the notebook tests read its executed
+    notebooks and the pipeline tests its artifacts, so no stage notebook is executed twice for them."""
+    r = subprocess.run([str(BIN / "cxr-pipeline"), "--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    return outputs_dir / "pipeline_smoke", r
 
 
 def raw_ids_found(run, *data_dirs) -> dict:

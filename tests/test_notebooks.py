@@ -10,8 +10,23 @@ NBS = sorted((ROOT / "nbs").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("nb", NBS, ids=lambda p: p.stem)
-def test_notebook(nb):
-    "nbdev_test runs the notebook's cells (smoke defaults; `slow`/`cuda`/`notest` cells skipped)."
+def test_notebook(nb, request):
+    """A stage notebook ran whole, every cell without an error, in the session's smoke run (papermill runs
+    all cells, lessons and stage, so it checks what nbdev_test would and more); any other notebook runs
+    under nbdev_test (`slow`/`cuda`/`notest` cells skipped)."""
+    from cxr_nbdev.core import STAGES
+    if nb.stem in STAGES:
+        import nbformat
+        run, r = request.getfixturevalue("smoke_run")
+        executed = run / "notebooks" / nb.name
+        assert executed.exists(), f"{nb.name}: the smoke run did not reach it:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        cells = [c for c in nbformat.read(executed, as_version=4).cells if c.cell_type == "code"]
+        source = [c for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code"]
+        failed = [c.source[:200] for c in cells if c.metadata.get("papermill", {}).get("exception")]
+        assert not failed, f"{nb.name}: cells raised in the smoke run ({executed}): {failed}"
+        unrun = [c.source[:80] for c in cells if c.execution_count is None]
+        assert len(cells) >= len(source) and not unrun, f"{nb.name}: cells not executed: {unrun[:3]}"
+        return
     r = subprocess.run([str(BIN / "nbdev_test"), "--path", str(nb), "--do_print"], cwd=ROOT,
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0 and "Success" in r.stdout + r.stderr, \

@@ -10,12 +10,11 @@ def cli(*args, timeout=1800):
     return subprocess.run([str(BIN / "cxr-pipeline"), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def test_smoke_pipeline(outputs_dir):
+def test_smoke_pipeline(smoke_run):
     "configs/smoke.yaml runs every stage with papermill and leaves executed notebooks, manifest and done markers."
     from cxr_nbdev.pipeline import select_stages
-    r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke")
+    run, r = smoke_run
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    run = outputs_dir / "pipeline_smoke"
     man = json.loads((run / "manifest.json").read_text())
     for s in select_stages():
         assert (run / "notebooks" / f"{s}.ipynb").exists(), s
