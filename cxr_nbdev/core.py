@@ -1133,7 +1133,8 @@ class Pseudonyms:
                                  "pseudonym_key_file to a writable file outside outputs/") from None
         if not path.exists(): raise FileNotFoundError(f"{path}: no pseudonym key")
         try: key = bytes.fromhex(path.read_text().strip())
-        except ValueError: raise ValueError(f"{path}: not a pseudonym key (64 hex digits)") from None
+        except ValueError:
+            raise ValueError(f"{path}: not a pseudonym key (64 hex digits)") from None
         return cls(key, path)
 
 # %% ../nbs/00_core.ipynb #dc-pseudo2
@@ -1155,7 +1156,7 @@ def image(self: Pseudonyms, names) -> list:
 @patch
 def table(self: Pseudonyms, df: pd.DataFrame, # rows with patient_id / cxr_filename / cxr_path
          ) -> pd.DataFrame:
-    "A copy of `df` with pseudonyms for its ids and file names, in free text (`reason`, `note`) too."
+    "A copy of `df` with pseudonyms for ids and file names, in free text (`reason`, `note`) too."
     out = df.copy()
     new = {}
     if "patient_id" in df: new["patient_id"] = self.patient(df.patient_id)
