@@ -319,6 +319,7 @@ def fold_prologue(cells: list) -> list:
             folds.append(_fold(c, "Imports"))
         else: keep.append(c)
     at = next((i for i, c in enumerate(keep) if c.cell_type == "code"), len(keep))
+    while at > 2 and keep[at - 1].cell_type == "markdown": at -= 1  # not between prose and its code
     return keep[:at] + folds + keep[at:] + cells[end:]
 
 # %% ../nbs/08_pipeline.ipynb #e1a0c008

@@ -2,7 +2,7 @@
 page each with its figures, an index page, search and an API reference (mkdocs-material). Built
 once here, into a temporary folder, with the build's own outputs folder; the same build is then
 checked in Debian's chromium, headless, served by a local static server."""
-import functools, http.server, re, shutil, threading, time, urllib.request
+import functools, http.server, os, re, threading, time, urllib.request
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlparse
 import pytest
@@ -21,10 +21,15 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    "The site built by `build_docs`, and the outputs folder of its smoke run."
+    """The site built by `build_docs`, and the outputs folder of its smoke run. CXR_DOCS_BUILT=<dir>
+    reuses a build's folder (one that holds _docs/ and _docs_run/) instead, to rerun these checks."""
     from cxr_nbdev.pipeline import build_docs
+    if built := os.environ.get("CXR_DOCS_BUILT"): return Path(built) / "_docs", Path(built) / "_docs_run"
     tmp = tmp_path_factory.mktemp("docs")
-    return build_docs(tmp / "_docs", tmp / "_docs_run", src=tmp / "_proc"), tmp / "_docs_run"
+    t0 = time.time()
+    dest = build_docs(tmp / "_docs", tmp / "_docs_run", src=tmp / "_proc")
+    print(f"build_docs: {time.time() - t0:.0f} s")
+    return dest, tmp / "_docs_run"
 
 
 def test_every_notebook_has_a_page(site):
