@@ -38,8 +38,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench.py
 
-# Cloud GPU containers run as root, where Jupyter refuses to start without --allow-root. Only the
-# cxr_nbdev kernel is offered (the notebooks ask for python3 and get it by language), when registered.
+# Cloud GPU containers run as root, where Jupyter refuses to start without --allow-root. The
+# notebooks ask for the cxr_nbdev kernel; where it is registered it is the only one offered.
 LAB_KERNEL = $(shell $(PY) -c "from cxr_nbdev.core import stage_kernel; print(stage_kernel())")
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=nbs $(if $(filter 0,$(shell id -u)),--allow-root,) \
