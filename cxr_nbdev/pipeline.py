@@ -14,6 +14,8 @@ import yaml
 from execnb.nbio import nb2dict
 from execnb.shell import CaptureShell
 from fastcore.xtras import working_directory
+from markdown import Markdown
+from markdown.extensions.toc import unique
 from mkdocs.commands.build import build as mkdocs_build
 from mkdocs.config import load_config
 from nbdev.config import get_config
@@ -28,8 +30,9 @@ from .core import (STAGE_INPUTS, STAGES, ParamError, atomic_write, check_params,
 # %% auto #0
 __all__ = ['DRY_RUN', 'STORY', 'INLINE', 'select_stages', 'stage_run_params', 'check_stages', 'StageFailed',
            'planned_fingerprints', 'stale_after', 'run_pipeline', 'dry_run_params', 'parse_args', 'check_data', 'main',
-           'execute_notebook', 'page_name', 'fold_prologue', 'defined_names', 'add_anchors', 'page_notebook',
-           'save_page', 'story_cells', 'build_pages', 'doc_links', 'api_page', 'build_site', 'build_docs']
+           'execute_notebook', 'page_name', 'fold_prologue', 'defined_names', 'add_anchors', 'toc_anchors',
+           'page_notebook', 'save_page', 'story_cells', 'build_pages', 'doc_links', 'api_page', 'build_site',
+           'build_docs']
 
 # %% ../nbs/08_pipeline.ipynb #9ca26414
 def select_stages(only: list | None = None, # run just these stages
@@ -355,6 +358,24 @@ def add_anchors(cells: list) -> list:
         out.append(c)
     return out
 
+# %% ../nbs/08_pipeline.ipynb #e1a0c022
+def toc_anchors(cells: list) -> list:
+    "`cells` with an anchor before each heading whose table-of-contents id differs from its own."
+    md, used = Markdown(extensions=["toc"]), set()
+    for c in cells:
+        if c.cell_type != "markdown": continue
+        lines, fence = [], False
+        for line in c.source.split("\n"):
+            fence = fence != line.lstrip().startswith("```")
+            if not fence and re.match(r"#{1,6} ", line):
+                md.reset().convert(re.sub(r"`[^`\n]*`", "", line))
+                base = md.toc_tokens[0]["id"] if md.toc_tokens else ""
+                if base and ((uid := unique(base, used)) != base or "`" in line):
+                    lines += [f'<a id="{uid}"></a>', ""]
+            lines.append(line)
+        c.source = "\n".join(lines)
+    return cells
+
 # %% ../nbs/08_pipeline.ipynb #0bc5b45b
 def page_notebook(nb, # an executed notebook (from `execute_notebook`)
                  ):
@@ -363,7 +384,7 @@ def page_notebook(nb, # an executed notebook (from `execute_notebook`)
     cells = [_page_cell(c) for c in nb.cells if not drop(c) and c.source.strip()]
     title = [c for c in cells if c.cell_type == "markdown" and c.source.startswith("# ")][:1]
     cells = title + [c for c in cells if c is not title[0]] if title else cells  # title first
-    cells = add_anchors(fold_prologue(cells))
+    cells = toc_anchors(add_anchors(fold_prologue(cells)))
     for c in cells: c.pop("exported_", None)
     return nbformat.v4.new_notebook(cells=cells, metadata={"language_info": {"name": "python"}})
 
@@ -441,20 +462,31 @@ def doc_links() -> dict:
     return ast.literal_eval(tree.body[0].value)["syms"]
 
 # %% ../nbs/08_pipeline.ipynb #e1a0c013
+def _top_level(tree: ast.Module) -> set:
+    "Names a module defines at top level by `def`, `class` or a plain assignment (what griffe reads)."
+    out = set()
+    for n in tree.body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): out.add(n.name)
+        elif isinstance(n, (ast.Assign, ast.AnnAssign)):
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+            out |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return out
+
 def api_page(module: str, # a module of the package, e.g. "ddpm"
             ) -> str:
     "The markdown of `module`'s API reference page."
-    path = repo_root() / "cxr_nbdev" / f"{module}.py"
-    tree = ast.parse(path.read_text())
+    tree = ast.parse((repo_root() / "cxr_nbdev" / f"{module}.py").read_text())
     names = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                  and getattr(n.targets[0], "id", "") == "__all__")
-    links = doc_links().get(f"cxr_nbdev.{module}", {})
+    links, seen = doc_links().get(f"cxr_nbdev.{module}", {}), _top_level(tree)
     text = [f"# cxr_nbdev.{module}\n\nThe public names of `cxr_nbdev.{module}`, as exported."]
-    for n in names:
+    for n in [n for n in names if n in seen]:
         key = f"cxr_nbdev.{module}.{n}"
         text.append(f"::: {key}")
         link = links.get(key, [None])[0]
         if link: text.append(f"Explained in the lesson: [{link}](../{link})")
+    if rest := [f"`{n}`" for n in names if n not in seen]:  # e.g. `A, B = 1, 2`
+        text.append(f"## Other exported names\n\n{', '.join(rest)}: see the lesson.")
     return "\n\n".join(text) + "\n"
 
 # %% ../nbs/08_pipeline.ipynb #e1a0c016
