@@ -322,11 +322,12 @@ class CounterfactualExplorer:
         self.sliders = {"lvidd": slider("LVIDd (cm)", *r["lvidd"]),
                         "wall": slider("IVSd/LVPWd", *r["ivsd"]), "age": slider("age", *r["age"])}
         self.sex = widgets.ToggleButtons(options=["F", "M"], description="sex")
-        self.pick = widgets.Dropdown(options=[(f"test radiograph {i}", i) for i in range(len(meta))],
-                                     description="image")
+        images_list = [(f"test radiograph {i}", i) for i in range(len(meta))]
+        self.pick = widgets.Dropdown(options=images_list, description="image")
         self.view, self.reading = widgets.Image(format="png"), widgets.HTML()
         self.pick.observe(lambda _: self.select(self.pick.value), names="value")
-        for w in [*self.sliders.values(), self.sex]: w.observe(lambda _: self.update(), names="value")
+        for w in [*self.sliders.values(), self.sex]:
+            w.observe(lambda _: self.update(), names="value")
         self.select(0)
 
 # %% ../nbs/04_inversion.ipynb #f0e1a004

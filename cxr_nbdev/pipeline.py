@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pipeline.ipynb #5837a17b
 from __future__ import annotations
-import argparse, ast, multiprocessing, os, re, shutil, sys, time
+import argparse, ast, json, multiprocessing, os, re, shutil, sys, time
 import matplotlib.pyplot as plt
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,8 +31,8 @@ from .core import (STAGE_INPUTS, STAGES, ParamError, atomic_write, check_params,
 __all__ = ['DRY_RUN', 'STORY', 'INLINE', 'select_stages', 'stage_run_params', 'check_stages', 'StageFailed',
            'planned_fingerprints', 'stale_after', 'run_pipeline', 'dry_run_params', 'parse_args', 'check_data', 'main',
            'execute_notebook', 'page_name', 'fold_prologue', 'defined_names', 'add_anchors', 'toc_anchors',
-           'page_notebook', 'save_page', 'story_cells', 'build_pages', 'doc_links', 'api_page', 'build_site',
-           'build_docs']
+           'page_notebook', 'save_page', 'story_cells', 'build_pages', 'doc_links', 'api_page', 'merge_search_sections',
+           'build_site', 'build_docs']
 
 # %% ../nbs/08_pipeline.ipynb #9ca26414
 def select_stages(only: list | None = None, # run just these stages
@@ -463,7 +463,7 @@ def doc_links() -> dict:
 
 # %% ../nbs/08_pipeline.ipynb #e1a0c013
 def _top_level(tree: ast.Module) -> set:
-    "Names a module defines at top level by `def`, `class` or a plain assignment (what griffe reads)."
+    "Names a module defines at top level by `def`, `class` or plain assignment (griffe's view)."
     out = set()
     for n in tree.body:
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): out.add(n.name)
@@ -489,6 +489,18 @@ def api_page(module: str, # a module of the package, e.g. "ddpm"
         text.append(f"## Other exported names\n\n{', '.join(rest)}: see the lesson.")
     return "\n\n".join(text) + "\n"
 
+# %% ../nbs/08_pipeline.ipynb #e1a0c024
+def merge_search_sections(dest: Path) -> Path:
+    "Merge the sections of `dest`'s search index that share a location (a repeated heading)."
+    f = Path(dest) / "search" / "search_index.json"
+    index, seen = json.loads(f.read_text()), {}
+    for d in index["docs"]:
+        if d["location"] in seen: seen[d["location"]]["text"] += " " + d["text"]
+        else: seen[d["location"]] = d
+    index["docs"] = list(seen.values())
+    with atomic_write(f) as out: json.dump(index, out)
+    return f
+
 # %% ../nbs/08_pipeline.ipynb #e1a0c016
 def _title(page: Path) -> str:
     "The first `# ` heading of notebook `page`, else its name."
@@ -513,6 +525,7 @@ def build_site(src: str | Path = "_proc", # the pages (from `build_pages`)
            {"API reference": [{m: f"api/{m}.md"} for m in mods]}]
     mkdocs_build(load_config(str(root / "mkdocs.yml"), docs_dir=str(src), site_dir=str(dest),
                              nav=nav))
+    merge_search_sections(dest)
     return dest
 
 # %% ../nbs/08_pipeline.ipynb #e1a0c018

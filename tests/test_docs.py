@@ -164,9 +164,6 @@ def test_03_page_in_the_browser(site, server, browser):
     assert (dest / "screenshot_03.png").stat().st_size > 10_000
 
 
-@pytest.mark.xfail(reason="on the full site Material's search worker answers every query with "
-                   "'Invalid query' and a TypeError (a one-page site searches fine); not solved yet",
-                   strict=False)
 def test_search_finds_ddim(server, browser):
     "Searching the site for DDIM lists the 03 page."
     base, _ = server
