@@ -16,6 +16,7 @@ import yaml
 from accelerate.utils import set_seed
 from fastcore.basics import patch
 from filelock import FileLock, Timeout
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from traitlets.config import Config
 
 # %% auto #0
@@ -31,9 +32,9 @@ __all__ = ['STAGES', 'COMMON_PARAMS', 'DEVICE', 'SETS', 'RUN_NAME', 'KEY_PACKAGE
            'verify_sidecar', 'save_fig', 'seed_everything', 'get_device', 'package_versions', 'git_info',
            'update_manifest', 'record_weights', 'MissingWeightsError', 'hub_checkpoints', 'download_weights',
            'pretrained_weights', 'prefetch_weights', 'weights_main', 'json_digest', 'done_record', 'stage_lineage',
-           'lineage_fingerprint', 'stale_stages', 'hold_run', 'check_run_free', 'Stage', 'start_stage', 'execute_stage',
-           'label_problems', 'derive_labels', 'normalise_sex', 'reason_where', 'value_problems', 'read_metadata',
-           'Pseudonyms', 'pseudonym_table', 'parallel_map']
+           'lineage_fingerprint', 'stale_stages', 'hold_run', 'check_run_free', 'Stage', 'start_stage', 'stage_kernel',
+           'execute_stage', 'label_problems', 'derive_labels', 'normalise_sex', 'reason_where', 'value_problems',
+           'read_metadata', 'Pseudonyms', 'pseudonym_table', 'parallel_map']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 STAGES = ("01_phantom", "02_preprocessing", "03_ddpm", "04_inversion",
@@ -860,6 +861,15 @@ def _kernel_config():
         ipc = {"transport": "ipc", "ip": os.path.join(d, "k")}
         yield {"config": Config({"KernelManager": ipc})}
 
+# %% ../nbs/00_core.ipynb #b3d4e5f6
+def stage_kernel(name: str = "cxr_nbdev", # the project's kernel
+                ) -> str:
+    "`name` if that kernel is registered and runs this Python, else `python3`."
+    try: argv = KernelSpecManager().get_kernel_spec(name).argv
+    except NoSuchKernel: return "python3"
+    same = lambda p: os.path.realpath(os.path.dirname(p))
+    return name if argv and same(argv[0]) == same(sys.executable) else "python3"
+
 # %% ../nbs/00_core.ipynb #6a5f4373
 def execute_stage(stage: str, # the stage to run
                   params: dict, # run parameters (only the stage's own are passed on)
@@ -872,7 +882,7 @@ def execute_stage(stage: str, # the stage to run
     run = run_dir(params.get("run_name", schema["run_name"]), params.get("out_dir", ""))
     out, nb = run / "notebooks" / f"{stage}.ipynb", stage_notebook(stage)
     with _kernel_config() as config:
-        pm.execute_notebook(str(nb), str(out), parameters=own, kernel_name="python3",
+        pm.execute_notebook(str(nb), str(out), parameters=own, kernel_name=stage_kernel(),
                             cwd=str(nb.parent), progress_bar=progress, log_output=False, **config)
     return out
 

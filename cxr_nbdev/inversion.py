@@ -4,11 +4,14 @@
 
 # %% ../nbs/04_inversion.ipynb #5c99f496
 from __future__ import annotations
-import re
+import io, re
 from pathlib import Path
 from types import SimpleNamespace
+import ipywidgets as widgets
 import numpy as np, pandas as pd, torch, torch.nn as nn
+from matplotlib.figure import Figure
 from diffusers import DDIMScheduler, DDIMInverseScheduler
+from fastcore.basics import patch
 from torchmetrics.functional.image import (peak_signal_noise_ratio,
                                            structural_similarity_index_measure,
                                            multiscale_structural_similarity_index_measure)
@@ -20,7 +23,7 @@ from .ddpm import CondDDPM, as_condition, predicted_eps_x0, to_uint8
 # %% auto #0
 __all__ = ['MS_SSIM_BETAS', 'inversion_schedulers', 'model_epsilon', 'check_inversion_inputs', 'ddim_decode', 'ddim_invert',
            'invert_decode_error', 'ms_ssim_betas', 'reconstruction_metrics', 'parse_edit', 'counterfactual_edits',
-           'apply_edit', 'heart_shadow_width']
+           'apply_edit', 'heart_shadow_width', 'CounterfactualExplorer']
 
 # %% ../nbs/04_inversion.ipynb #acd1bbd8
 def _inversion_config(scheduler, steps) -> dict:
@@ -302,3 +305,80 @@ def heart_shadow_width(images, # (N, S, S) or (N, 1, S, S) images, bright = atte
     lo, hi = np.percentile(rows, 10, axis=(1, 2)), np.percentile(rows, 90, axis=(1, 2))
     bright = rows > ((lo + hi) / 2)[:, None, None]
     return _central_run(bright).mean(-1).astype(np.float64)
+
+# %% ../nbs/04_inversion.ipynb #f0e1a002
+class CounterfactualExplorer:
+    "Sliders over a radiograph's conditions that decode its edit from its cached DDIM inversion."
+    def __init__(self, model, # the conditional denoiser (a `CondDDPM`)
+                 images: torch.Tensor, # (N, 1, S, S) radiographs in [-1, 1]
+                 meta: pd.DataFrame, # their conditions (age, sex, ivsd, lvidd, lvpwd)
+                 steps: int = 20, # DDIM steps of the inversion and of each decode
+                ):
+        self.model, self.images, self.steps = model, images, steps
+        self.meta, self._cache = meta.reset_index(drop=True), {}
+        slider = lambda name, lo, hi: widgets.FloatSlider(description=name, min=lo, max=hi,
+                                                          step=0.05, continuous_update=False)
+        r = PLAUSIBLE_RANGES
+        self.sliders = {"lvidd": slider("LVIDd (cm)", *r["lvidd"]),
+                        "wall": slider("IVSd/LVPWd", *r["ivsd"]), "age": slider("age", *r["age"])}
+        self.sex = widgets.ToggleButtons(options=["F", "M"], description="sex")
+        images_list = [(f"test radiograph {i}", i) for i in range(len(meta))]
+        self.pick = widgets.Dropdown(options=images_list, description="image")
+        self.view, self.reading = widgets.Image(format="png"), widgets.HTML()
+        self.pick.observe(lambda _: self.select(self.pick.value), names="value")
+        for w in [*self.sliders.values(), self.sex]:
+            w.observe(lambda _: self.update(), names="value")
+        self.select(0)
+
+# %% ../nbs/04_inversion.ipynb #f0e1a004
+@patch
+def select(self: CounterfactualExplorer, i: int):
+    "Show radiograph `i`: invert it (cached), set the controls to its conditions, decode."
+    if i not in self._cache:
+        row = self.meta.iloc[[i]]
+        z = ddim_invert(self.model, self.images[i:i + 1], row, self.steps, progress=False)
+        self._cache[i] = z, ddim_decode(self.model, z, row, self.steps, progress=False)
+    m, self._i, self._busy = self.meta.iloc[i], i, True
+    self.sliders["lvidd"].value, self.sliders["age"].value = m.lvidd, m.age
+    self.sliders["wall"].value, self.sex.value = (m.ivsd + m.lvpwd) / 2, m.sex
+    self._busy = False
+    return self.update()
+
+# %% ../nbs/04_inversion.ipynb #f0e1a006
+@patch
+def conditions(self: CounterfactualExplorer) -> pd.DataFrame:
+    "The picked radiograph's conditions, edited by the controls (one row)."
+    row, s = self.meta.iloc[[self._i]].copy(), {k: w.value for k, w in self.sliders.items()}
+    shift = s["wall"] - (row.ivsd.iloc[0] + row.lvpwd.iloc[0]) / 2
+    for k in ("ivsd", "lvpwd"): row[k] = np.clip(row[k] + shift, *PLAUSIBLE_RANGES[k])
+    row["lvidd"], row["age"], row["sex"] = s["lvidd"], s["age"], self.sex.value
+    return row
+
+# %% ../nbs/04_inversion.ipynb #f0e1a008
+@patch
+def update(self: CounterfactualExplorer):
+    "Decode the edit; `image`, `width` and `width_recon` hold the result; redraw."
+    if getattr(self, "_busy", False): return self
+    z, recon = self._cache[self._i]
+    self.image = ddim_decode(self.model, z, self.conditions(), self.steps, progress=False)
+    self.width, self.width_recon = heart_shadow_width(torch.cat([self.image, recon]))
+    fig = Figure(figsize=(5, 2.6))
+    for ax, im, title, kw in [(fig.add_subplot(121), self.image, "edit", dict(vmin=-1, vmax=1)),
+                              (fig.add_subplot(122), self.image - recon, "edit - reconstruction",
+                               dict(cmap="RdBu_r", vmin=-0.25, vmax=0.25))]:
+        ax.imshow(im[0, 0].numpy(), **{"cmap": "gray", **kw})
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    self.view.value = buf.getvalue()
+    self.reading.value = (f"heart-shadow width <b>{self.width:.1f} px</b> "
+                          f"(reconstruction {self.width_recon:.1f} px)")
+    return self
+
+# %% ../nbs/04_inversion.ipynb #f0e1a010
+@patch(as_prop=True)
+def ui(self: CounterfactualExplorer):
+    "The explorer's widgets, for JupyterLab."
+    controls = widgets.VBox([self.pick, *self.sliders.values(), self.sex])
+    return widgets.HBox([controls, widgets.VBox([self.view, self.reading])])

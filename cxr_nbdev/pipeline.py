@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pipeline.ipynb #5837a17b
 from __future__ import annotations
-import argparse, multiprocessing, os, shutil, sys, time
+import argparse, ast, json, multiprocessing, os, re, shutil, sys, time
 import matplotlib.pyplot as plt
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -14,7 +14,10 @@ import yaml
 from execnb.nbio import nb2dict
 from execnb.shell import CaptureShell
 from fastcore.xtras import working_directory
-from nbconvert import HTMLExporter
+from markdown import Markdown
+from markdown.extensions.toc import unique
+from mkdocs.commands.build import build as mkdocs_build
+from mkdocs.config import load_config
 from nbdev.config import get_config
 from nbdev.process import NBProcessor
 from tqdm.auto import tqdm
@@ -27,7 +30,9 @@ from .core import (STAGE_INPUTS, STAGES, ParamError, atomic_write, check_params,
 # %% auto #0
 __all__ = ['DRY_RUN', 'STORY', 'INLINE', 'select_stages', 'stage_run_params', 'check_stages', 'StageFailed',
            'planned_fingerprints', 'stale_after', 'run_pipeline', 'dry_run_params', 'parse_args', 'check_data', 'main',
-           'execute_notebook', 'page_notebook', 'render_page', 'story_cells', 'build_docs']
+           'execute_notebook', 'page_name', 'fold_prologue', 'defined_names', 'add_anchors', 'toc_anchors',
+           'page_notebook', 'save_page', 'story_cells', 'build_pages', 'doc_links', 'api_page', 'merge_search_sections',
+           'build_site', 'build_docs']
 
 # %% ../nbs/08_pipeline.ipynb #9ca26414
 def select_stages(only: list | None = None, # run just these stages
@@ -283,29 +288,112 @@ def _page_cell(cell):
     for o in c.get("outputs", []): _joined(o)  # nbconvert's markdown filter wants strings
     if (cell.get("directives_") or {}).get("echo:", [""])[0].lower() == "false":
         c.metadata["transient"] = {"remove_source": True}
+    c.exported_ = "export" in (cell.get("directives_") or {})  # for `add_anchors`
     return c
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c001
+def page_name(name: str) -> str:
+    "The page of notebook `name`, as nbdev's doclinks name it: `03_ddpm` -> `ddpm`."
+    return re.sub(r"^\d+[a-zA-Z0-9]*_", "", name.lower())
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c004
+def _fold(cell, summary: str):
+    "Code `cell` as a folded block: one summary line that opens on the code."
+    code = cell.source.strip()
+    n = len(code.splitlines())
+    head = f"<details><summary>{summary} ({n} line{'s' if n > 1 else ''})</summary>"
+    return nbformat.v4.new_markdown_cell(f"{head}\n\n```python\n{code}\n```\n\n</details>")
+
+def _imports_only(src: str) -> bool:
+    try: body = ast.parse(src).body
+    except SyntaxError: return False
+    return bool(body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body)
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c006
+def fold_prologue(cells: list) -> list:
+    "`cells` with the prologue's import block and `parameters` cell folded, after its prose."
+    end = next((i for i, c in enumerate(cells)
+                if c.cell_type == "markdown" and c.source.startswith("## ")), len(cells))
+    folds, keep = [], []
+    for c in cells[:end]:
+        if c.cell_type == "code" and "parameters" in c.metadata.get("tags", []):
+            folds.append(_fold(c, "The stage's parameters"))
+        elif c.cell_type == "code" and not c.get("outputs") and _imports_only(c.source):
+            folds.append(_fold(c, "Imports"))
+        else: keep.append(c)
+    at = next((i for i, c in enumerate(keep) if c.cell_type == "code"), len(keep))
+    while at > 2 and keep[at - 1].cell_type == "markdown": at -= 1  # not between prose and its code
+    return keep[:at] + folds + keep[at:] + cells[end:]
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c008
+def defined_names(src: str) -> list:
+    "The functions, classes, methods and `@patch`ed methods `src` defines, as nbdev indexes them."
+    try: body = ast.parse(src).body
+    except SyntaxError: return []
+    out, fns = [], (ast.FunctionDef, ast.AsyncFunctionDef)
+    for n in body:
+        if isinstance(n, ast.ClassDef):
+            out += [n.name, *(f"{n.name}.{m.name}" for m in n.body if isinstance(m, fns))]
+        elif isinstance(n, fns):
+            owner = n.args.args[0].annotation if n.args.args else None
+            patched = any("patch" in ast.unparse(d) for d in n.decorator_list) and owner
+            out.append(f"{ast.unparse(owner)}.{n.name}" if patched else n.name)
+    return out
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c011
+def add_anchors(cells: list) -> list:
+    "`cells` with an HTML anchor per exported name, above the prose that leads to its code."
+    out = []
+    for c in cells:
+        names = defined_names(c.source) if c.cell_type == "code" and c.get("exported_") else []
+        if names:
+            tags = "".join(f'<a id="{n.lower()}"></a>' for n in names)
+            at = len(out)
+            prose = lambda c: c.cell_type == "markdown" and "<details>" not in c.source
+            while at and prose(out[at - 1]):
+                at -= 1
+                if out[at].source.startswith("#"): break  # not past the section's heading
+            if at == len(out): out.append(nbformat.v4.new_markdown_cell(tags))
+            else: out[at] = nbformat.v4.new_markdown_cell(f"{tags}\n\n{out[at].source}")
+        out.append(c)
+    return out
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c022
+def toc_anchors(cells: list) -> list:
+    "`cells` with an anchor before each heading whose table-of-contents id differs from its own."
+    md, used = Markdown(extensions=["toc"]), set()
+    for c in cells:
+        if c.cell_type != "markdown": continue
+        lines, fence = [], False
+        for line in c.source.split("\n"):
+            fence = fence != line.lstrip().startswith("```")
+            if not fence and re.match(r"#{1,6} ", line):
+                md.reset().convert(re.sub(r"`[^`\n]*`", "", line))
+                base = md.toc_tokens[0]["id"] if md.toc_tokens else ""
+                if base and ((uid := unique(base, used)) != base or "`" in line):
+                    lines += [f'<a id="{uid}"></a>', ""]
+            lines.append(line)
+        c.source = "\n".join(lines)
+    return cells
 
 # %% ../nbs/08_pipeline.ipynb #0bc5b45b
 def page_notebook(nb, # an executed notebook (from `execute_notebook`)
-                  nav: str = "", # markdown put on top of the page
                  ):
-    "The notebook as a page: hidden and `default_exp` cells dropped, title first, `nav` on top."
+    "`nb` as a page: hidden and `default_exp` cells dropped, title first, prologue folded, anchors."
     drop = lambda c: {"hide", "default_exp"} & (c.get("directives_") or {}).keys()
     cells = [_page_cell(c) for c in nb.cells if not drop(c) and c.source.strip()]
     title = [c for c in cells if c.cell_type == "markdown" and c.source.startswith("# ")][:1]
     cells = title + [c for c in cells if c is not title[0]] if title else cells  # title first
-    if nav: cells.insert(0, nbformat.v4.new_markdown_cell(nav))
+    cells = toc_anchors(add_anchors(fold_prologue(cells)))
+    for c in cells: c.pop("exported_", None)
     return nbformat.v4.new_notebook(cells=cells, metadata={"language_info": {"name": "python"}})
 
 # %% ../nbs/08_pipeline.ipynb #fdfd4862
-def render_page(nb, # a page (from `page_notebook`)
-                dest: str | Path, # the HTML file to write
-                title: str, # the browser tab's title
-               ) -> Path:
-    "Write `nb` as a standalone HTML page to `dest`, atomically."
-    ex = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
-    html, _ = ex.from_notebook_node(nb, resources={"metadata": {"name": title}})
-    with atomic_write(dest) as f: f.write(html)
+def save_page(nb, # a page (from `page_notebook`)
+              dest: str | Path, # the .ipynb file to write
+             ) -> Path:
+    "Write page `nb` to `dest`, atomically."
+    with atomic_write(dest) as f: nbformat.write(nb, f)
     return Path(dest)
 
 # %% ../nbs/08_pipeline.ipynb #8f9072f1
@@ -332,43 +420,124 @@ def story_cells(run: Path, # the run folder of the docs build
         if not (src := run / stage / name).exists(): continue
         figures.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, figures / f"{stage}_{name}")
-        text.append(f"**{caption}** ([{stage}]({stage}.html))\n\n"
+        text.append(f"**{caption}** ([{stage}]({page_name(stage)}.html))\n\n"
                     f"![{caption}]({figures.name}/{stage}_{name})")
     return [nbformat.v4.new_markdown_cell(t) for t in text]
 
 # %% ../nbs/08_pipeline.ipynb #ec12d4b6
 INLINE = "module://matplotlib_inline.backend_inline"  # Jupyter's backend: `plt.show()` displays
 
-def _build_page(name: str, dest: str, nav: str, out_dir: str) -> str:
+def _build_page(name: str, src: str, out_dir: str) -> str:
     "In a fresh process: execute notebook `name` with outputs in `out_dir`, write its page."
     os.environ["CXR_OUT_DIR"] = out_dir  # this process's stages, and the kernels they start
     plt.switch_backend(INLINE)
     try: nb = execute_notebook(repo_root() / "nbs" / f"{name}.ipynb")
     except Exception as e:
         raise RuntimeError(f"nbs/{name}.ipynb failed: {type(e).__name__}: {e}") from None
-    render_page(page_notebook(nb, nav), Path(dest) / f"{name}.html", name)
-    return f"{name}.html"
-
-# %% ../nbs/08_pipeline.ipynb #23dd4f69
-def _nav(names: list) -> str:
-    return " · ".join(["[index](index.html)", *(f"[{n}]({n}.html)" for n in names)])
+    return save_page(page_notebook(nb), Path(src) / f"{page_name(name)}.ipynb").name
 
 # %% ../nbs/08_pipeline.ipynb #7b5811d7
-def build_docs(dest: str | Path = "_docs", # the site's folder
-               out_dir: str | Path = "_docs_run", # the outputs folder of the smoke run
-               names: list | None = None, # notebooks to build (default: every nbs/0*.ipynb)
-              ) -> Path:
-    "Execute the notebooks at smoke scale and write the site: one page each, and an index."
+def build_pages(src: str | Path = "_proc", # where the pages go
+                out_dir: str | Path = "_docs_run", # the outputs folder of the smoke run
+                names: list | None = None, # notebooks to build (default: every nbs/0*.ipynb)
+               ) -> Path:
+    "Execute the notebooks at smoke scale into pages in `src`, and the index page with the story."
     root = repo_root()
-    dest, out_dir = root / dest, root / out_dir
+    src, out_dir = root / src, root / out_dir
     names = names or [p.stem for p in sorted((root / "nbs").glob("0*.ipynb"))]
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn, max_tasks_per_child=1) as pool:
         for name in tqdm(names, desc="docs"):  # one at a time: a failure stops the build at once
-            pool.submit(_build_page, name, str(dest), _nav(names), str(out_dir)).result()
+            pool.submit(_build_page, name, str(src), str(out_dir)).result()
     index = nbformat.read(root / "nbs" / "index.ipynb", as_version=4)
-    run = out_dir / stage_parameters("01_phantom")["run_name"]
-    page = page_notebook(index, _nav(names))
-    page.cells += story_cells(run, dest / "figures")
-    render_page(page, dest / "index.html", "cxr_nbdev")
+    page = page_notebook(index)
+    page.cells += story_cells(out_dir / stage_parameters("01_phantom")["run_name"], src / "figures")
+    save_page(page, src / "index.ipynb")
+    return src
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c019
+def doc_links() -> dict:
+    "nbdev's index of the package (`_modidx.py`'s `syms`), read from the file as exported now."
+    tree = ast.parse((repo_root() / "cxr_nbdev" / "_modidx.py").read_text())
+    return ast.literal_eval(tree.body[0].value)["syms"]
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c013
+def _top_level(tree: ast.Module) -> set:
+    "Names a module defines at top level by `def`, `class` or plain assignment (griffe's view)."
+    out = set()
+    for n in tree.body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): out.add(n.name)
+        elif isinstance(n, (ast.Assign, ast.AnnAssign)):
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+            out |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return out
+
+def api_page(module: str, # a module of the package, e.g. "ddpm"
+            ) -> str:
+    "The markdown of `module`'s API reference page."
+    tree = ast.parse((repo_root() / "cxr_nbdev" / f"{module}.py").read_text())
+    names = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and getattr(n.targets[0], "id", "") == "__all__")
+    links, seen = doc_links().get(f"cxr_nbdev.{module}", {}), _top_level(tree)
+    text = [f"# cxr_nbdev.{module}\n\nThe public names of `cxr_nbdev.{module}`, as exported."]
+    for n in [n for n in names if n in seen]:
+        key = f"cxr_nbdev.{module}.{n}"
+        text.append(f"::: {key}")
+        link = links.get(key, [None])[0]
+        if link: text.append(f"Explained in the lesson: [{link}](../{link})")
+    if rest := [f"`{n}`" for n in names if n not in seen]:  # e.g. `A, B = 1, 2`
+        text.append(f"## Other exported names\n\n{', '.join(rest)}: see the lesson.")
+    return "\n\n".join(text) + "\n"
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c024
+def merge_search_sections(dest: Path) -> Path:
+    "Merge the sections of `dest`'s search index that share a location (a repeated heading)."
+    f = Path(dest) / "search" / "search_index.json"
+    index, seen = json.loads(f.read_text()), {}
+    for d in index["docs"]:
+        if d["location"] in seen: seen[d["location"]]["text"] += " " + d["text"]
+        else: seen[d["location"]] = d
+    index["docs"] = list(seen.values())
+    with atomic_write(f) as out: json.dump(index, out)
+    return f
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c016
+def _title(page: Path) -> str:
+    "The first `# ` heading of notebook `page`, else its name."
+    heads = [c.source for c in nbformat.read(page, as_version=4).cells
+             if c.cell_type == "markdown" and c.source.startswith("# ")]
+    return heads[0].splitlines()[0][2:].strip() if heads else page.stem
+
+def build_site(src: str | Path = "_proc", # the pages (from `build_pages`)
+               dest: str | Path = "_docs", # the site's folder
+               names: list | None = None, # the notebooks, in order (default: every nbs/0*.ipynb)
+              ) -> Path:
+    "Write the API reference pages into `src` and build the site from `src` into `dest`."
+    root = repo_root()
+    src, dest = root / src, root / dest
+    names = names or [p.stem for p in sorted((root / "nbs").glob("0*.ipynb"))]
+    lessons = [{f"{n[:2]} {_title(src / f'{page_name(n)}.ipynb')}": f"{page_name(n)}.ipynb"}
+               for n in names if (src / f"{page_name(n)}.ipynb").exists()]
+    mods = [page_name(n) for n in names if (root / "cxr_nbdev" / f"{page_name(n)}.py").exists()]
+    (src / "api").mkdir(exist_ok=True)
+    for m in mods: (src / "api" / f"{m}.md").write_text(api_page(m))
+    nav = [{"Home": "index.ipynb"}, {"Lessons": lessons},
+           {"API reference": [{m: f"api/{m}.md"} for m in mods]}]
+    mkdocs_build(load_config(str(root / "mkdocs.yml"), docs_dir=str(src), site_dir=str(dest),
+                             nav=nav))
+    merge_search_sections(dest)
     return dest
+
+# %% ../nbs/08_pipeline.ipynb #e1a0c018
+def build_docs(dest: str | Path = "_docs", # the site's folder
+               out_dir: str | Path = "_docs_run", # the outputs folder of the smoke run
+               names: list | None = None, # notebooks to build (default: every nbs/0*.ipynb)
+               src: str | Path = "_proc", # where the pages go before mkdocs builds the site
+              ) -> Path:
+    "Execute the notebooks at smoke scale and build the site from their pages into `dest`."
+    t0 = time.time()
+    build_pages(src, out_dir, names)
+    t1 = time.time()
+    build_site(src, dest, names)
+    print(f"docs: pages {t1 - t0:.0f} s, site {time.time() - t1:.0f} s -> {dest}")
+    return repo_root() / dest

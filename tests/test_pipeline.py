@@ -21,6 +21,9 @@ def test_smoke_pipeline(smoke_run):
         assert (run / s / "done.json").exists(), s
         assert man["stages"][s]["status"] == "done", s
     assert man["versions"]["torch"] and "commit" in man["git"]
+    # tqdm renders widgets (ipywidgets installed): no "IProgress not found" warning in any stage
+    noisy = [s for s in select_stages() if "IProgress not found" in (run / "notebooks" / f"{s}.ipynb").read_text()]
+    assert noisy == [], f"tqdm warns 'IProgress not found' in {noisy}: is ipywidgets installed?"
     # every run states its claims with both variances (smoke: 2 replicates per set)
     import pandas as pd
     claims = pd.read_csv(run / "07_analysis" / "claims.csv")
