@@ -16,6 +16,8 @@ def test_smoke_pipeline(outputs_dir):
     r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     run = outputs_dir / "pipeline_smoke"
+    from test_store import artifact_digests, reference_file   # the uninterrupted run test_store compares to
+    reference_file(outputs_dir).write_text(json.dumps(artifact_digests(run)))
     man = json.loads((run / "manifest.json").read_text())
     for s in select_stages():
         assert (run / "notebooks" / f"{s}.ipynb").exists(), s
