@@ -168,7 +168,9 @@ def run_pipeline(params: dict, # checked run parameters (see `load_params`)
     stages = select_stages() if stages is None else stages
     run = run_dir(params["run_name"], params.get("out_dir", ""))
     mirror = RunStore(store, run) if store else None
-    if mirror: print(f"restored {len(mirror.pull())} file(s) from {mirror}", flush=True)
+    if mirror:
+        t0, got = time.time(), mirror.pull()
+        print(f"restored {len(got)} file(s) from {mirror} in {time.time() - t0:.1f} s", flush=True)
     with hold_run(run), mirror.syncing(store_every) if mirror else contextlib.nullcontext():
         _check_inputs(run, params, stages)
         skip = up_to_date(run, params, stages) if skip_done else []
