@@ -5,7 +5,7 @@
 # %% ../nbs/03_ddpm.ipynb #a0fe45ad
 from __future__ import annotations
 from .core import *
-import math, os, pickle, random, re, shutil, tempfile, time, warnings
+import importlib, math, os, pickle, random, re, shutil, tempfile, time, warnings
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
@@ -585,6 +585,21 @@ class CXRDiffusionPipeline(DiffusionPipeline):
     def __init__(self, unet: UNet2DModel, cond_encoder: ConditionEncoder, scheduler: DDIMScheduler):
         super().__init__()
         self.register_modules(unet=unet, cond_encoder=cond_encoder, scheduler=scheduler)
+
+# %% ../nbs/03_ddpm.ipynb #pipe-save
+@patch
+def save_pretrained(self: CXRDiffusionPipeline, save_directory: str | Path, **kwargs):
+    "diffusers' `save_pretrained`, with `cxr_nbdev.ddpm` as the condition network's module."
+    super(CXRDiffusionPipeline, self).save_pretrained(save_directory, **kwargs)
+    index = Path(save_directory) / "model_index.json"
+    save_json({**load_json(index), "cond_encoder": ["cxr_nbdev.ddpm", "ConditionEncoder"]}, index)
+
+# %% ../nbs/03_ddpm.ipynb #pipe-load
+@patch(cls_method=True)
+def from_pretrained(cls: CXRDiffusionPipeline, path: str | Path, **kwargs) -> CXRDiffusionPipeline:
+    "diffusers' `from_pretrained` of a folder `save_pretrained` wrote, `cxr_nbdev.ddpm` imported."
+    importlib.import_module("cxr_nbdev.ddpm")
+    return super(CXRDiffusionPipeline, cls).from_pretrained(path, **kwargs)
 
 # %% ../nbs/03_ddpm.ipynb #pipe-from-model
 @patch(cls_method=True)
