@@ -5,28 +5,31 @@
 # %% ../nbs/03_ddpm.ipynb #a0fe45ad
 from __future__ import annotations
 from .core import *
-import math, os, pickle, random, re, shutil, tempfile, time, warnings
+import importlib, math, os, pickle, random, re, shutil, tempfile, time, warnings
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import (UNet2DModel, DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler,
-                       UniPCMultistepScheduler)
+                       UniPCMultistepScheduler, DiffusionPipeline, ImagePipelineOutput)
+from diffusers.image_processor import VaeImageProcessor
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel, compute_snr
 from diffusers.utils.torch_utils import randn_tensor
 from fastcore.basics import patch
+from huggingface_hub import ModelCard, ModelCardData
 from torchvision.models.vgg import make_layers, cfgs
 from tqdm.auto import tqdm
 from .preprocessing import images_to_tensor, FeatureScaler
 
 # %% auto #0
-__all__ = ['VGG16_IMAGENET_FILE', 'SAMPLERS', 'ConditionSchema', 'cond_mlp', 'cond_unet', 'CondDDPM', 'as_condition',
-           'anonymous_schema', 'predicted_eps_x0', 'regression_target', 'min_snr_weights', 'weighted_mse',
-           'vgg16_relu3_3', 'PerceptualLoss', 'diffusion_loss', 'ddim_scheduler', 'sampler_scheduler', 'guided_output',
-           'sample', 'sample_ddpm', 'sample_ddim', 'to_uint8', 'load_ddpm', 'step_generator', 'batch_indices',
+__all__ = ['VGG16_IMAGENET_FILE', 'SAMPLERS', 'CARD_PARAMS', 'ConditionSchema', 'cond_mlp', 'cond_unet', 'CondDDPM',
+           'as_condition', 'anonymous_schema', 'predicted_eps_x0', 'regression_target', 'min_snr_weights',
+           'weighted_mse', 'vgg16_relu3_3', 'PerceptualLoss', 'diffusion_loss', 'ddim_scheduler', 'sampler_scheduler',
+           'guided_output', 'sample', 'sample_ddpm', 'sample_ddim', 'to_uint8', 'load_ddpm', 'ConditionEncoder',
+           'conditions_table', 'CXRDiffusionPipeline', 'model_card', 'save_pipeline', 'step_generator', 'batch_indices',
            'image_batch', 'TrainConfig', 'DDPMTrainer', 'rng_state', 'set_rng_state', 'load_checkpoint',
            'condition_effect_map', 'effect_agreement']
 
@@ -531,6 +534,169 @@ def load_ddpm(model_dir: str | Path, # a folder written by `CondDDPM.save_pretra
     if (model_dir / "scaler.json").exists():
         model.scaler = FeatureScaler.load(model_dir / "scaler.json")
     return model.to(device or "cpu").eval()
+
+# %% ../nbs/03_ddpm.ipynb #pipe-enc
+class ConditionEncoder(ModelMixin, ConfigMixin):
+    "A pipeline's condition network: the schema (z-scores, one-hot), its MLP, the data's scaler."
+    config_name = "config.json"
+    @register_to_config
+    def __init__(self, cond_schema: dict | None = None, # `ConditionSchema.to_dict()`
+                 hidden: int = 64, # inner width of the MLP
+                 out_dim: int = 64, # width of the U-Net's timestep embedding
+                 out_act: bool = False, # a SiLU after the last layer
+                 scaler: dict | None = None): # the training data's `FeatureScaler` (mean, std)
+        super().__init__()
+        self.schema = ConditionSchema.from_dict(cond_schema) if cond_schema else ConditionSchema()
+        self.mlp = cond_mlp(self.schema.dim, hidden, out_dim, out_act)
+        self.scaler = FeatureScaler(**scaler) if scaler else None
+    def forward(self, cond: torch.Tensor) -> torch.Tensor: return self.mlp(cond)
+
+# %% ../nbs/03_ddpm.ipynb #pipe-enc-from
+@patch(cls_method=True)
+def from_model(cls: ConditionEncoder, model: CondDDPM) -> ConditionEncoder:
+    "The condition network of `model`, with its weights, schema and scaler."
+    sc, width = model.scaler, model.unet.config.block_out_channels[0] * 4
+    enc = cls(model.schema.to_dict(), model.config.cond_hidden, width, model.config.cond_out_act,
+              None if sc is None else dict(mean=sc.mean, std=sc.std))
+    enc.mlp.load_state_dict(model.cond_mlp.state_dict())
+    return enc
+
+# %% ../nbs/03_ddpm.ipynb #pipe-enc-encode
+@patch
+def encode(self: ConditionEncoder, df: pd.DataFrame) -> torch.Tensor:
+    "Condition vectors (N, d) of the rows of `df`, with the schema this network was trained with."
+    return torch.from_numpy(self.schema.encode(df))
+
+# %% ../nbs/03_ddpm.ipynb #pipe-table
+def conditions_table(conditions: pd.DataFrame | None = None, # one row per image
+                     **columns) -> pd.DataFrame: # or one list (or scalar) per column
+    "The conditions as a DataFrame, from a DataFrame or from one list per column."
+    if conditions is not None and columns:
+        raise ValueError(f"give conditions as a table or as columns {list(columns)}, not both")
+    if conditions is not None: return pd.DataFrame(conditions)
+    cols = {k: np.atleast_1d(np.asarray(v, dtype=object)) for k, v in columns.items()}
+    lens = {k: len(v) for k, v in cols.items()}
+    if len(set(lens.values())) > 1: raise ValueError(f"condition columns differ in length: {lens}")
+    return pd.DataFrame(cols)
+
+# %% ../nbs/03_ddpm.ipynb #pipe-class
+class CXRDiffusionPipeline(DiffusionPipeline):
+    "The conditional DDPM as a diffusers pipeline: U-Net, condition network, DDIM scheduler."
+    def __init__(self, unet: UNet2DModel, cond_encoder: ConditionEncoder, scheduler: DDIMScheduler):
+        super().__init__()
+        self.register_modules(unet=unet, cond_encoder=cond_encoder, scheduler=scheduler)
+
+# %% ../nbs/03_ddpm.ipynb #pipe-save
+@patch
+def save_pretrained(self: CXRDiffusionPipeline, save_directory: str | Path, **kwargs):
+    "diffusers' `save_pretrained`, with `cxr_nbdev.ddpm` as the condition network's module."
+    super(CXRDiffusionPipeline, self).save_pretrained(save_directory, **kwargs)
+    index = Path(save_directory) / "model_index.json"
+    save_json({**load_json(index), "cond_encoder": ["cxr_nbdev.ddpm", "ConditionEncoder"]}, index)
+
+# %% ../nbs/03_ddpm.ipynb #pipe-load
+@patch(cls_method=True)
+def from_pretrained(cls: CXRDiffusionPipeline, path: str | Path, **kwargs) -> CXRDiffusionPipeline:
+    "diffusers' `from_pretrained` of a folder `save_pretrained` wrote, `cxr_nbdev.ddpm` imported."
+    importlib.import_module("cxr_nbdev.ddpm")
+    return super(CXRDiffusionPipeline, cls).from_pretrained(path, **kwargs)
+
+# %% ../nbs/03_ddpm.ipynb #pipe-from-model
+@patch(cls_method=True)
+def from_model(cls: CXRDiffusionPipeline, model: CondDDPM) -> CXRDiffusionPipeline:
+    "A pipeline on `model`'s U-Net with its condition network and its DDIM scheduler."
+    return cls(model.unet, ConditionEncoder.from_model(model), ddim_scheduler(model, 1))
+
+# %% ../nbs/03_ddpm.ipynb #pipe-guided
+@patch
+def _predict(self: CXRDiffusionPipeline, x: torch.Tensor, t, emb: torch.Tensor,
+             guidance_scale: float) -> torch.Tensor:
+    if guidance_scale == 1.0: return self.unet(x, t, class_labels=emb).sample
+    both = torch.cat([emb, torch.zeros_like(emb)])
+    c, u = self.unet(torch.cat([x, x]), t, class_labels=both).sample.chunk(2)
+    return u + guidance_scale * (c - u)
+
+# %% ../nbs/03_ddpm.ipynb #pipe-call
+@patch
+@torch.no_grad()
+def __call__(self: CXRDiffusionPipeline,
+             conditions: pd.DataFrame | None = None, # one row per image; or columns as keywords
+             num_inference_steps: int = 20, guidance_scale: float = 1.0,
+             generator: torch.Generator | None = None, # CPU generator: same seed, same images
+             eta: float = 0.0, # 0 = deterministic DDIM
+             output_type: str = "pil", # "pil", "np" or "pt"
+             return_dict: bool = True, **columns) -> ImagePipelineOutput:
+    "Images drawn for the conditions (`age=[...], sex=[...], ...` or a table)."
+    cond = self.cond_encoder.encode(conditions_table(conditions, **columns))
+    p, S = next(self.unet.parameters()), self.unet.config.sample_size
+    x = randn_tensor((len(cond), 1, S, S), generator=generator, device=p.device, dtype=p.dtype)
+    emb = self.cond_encoder(cond.to(p.device, p.dtype))
+    self.scheduler.set_timesteps(num_inference_steps)
+    for t in self.progress_bar(self.scheduler.timesteps):
+        out = self._predict(x, t, emb, guidance_scale)
+        x = self.scheduler.step(out, t, x, eta=eta, generator=generator).prev_sample
+    images = VaeImageProcessor(do_resize=False).postprocess(x.clamp(-1, 1).float().cpu(),
+                                                            output_type)
+    return ImagePipelineOutput(images) if return_dict else (images,)
+
+# %% ../nbs/03_ddpm.ipynb #card-yaml
+CARD_PARAMS = ("image_size", "block_out_channels", "layers_per_block", "attention_levels",
+               "cond_hidden", "prediction_type", "train_steps", "epochs", "batch_size", "lr",
+               "warmup_steps", "perceptual_weight", "cond_drop_prob", "seed")  # shown in the card
+
+def _card_data(params: dict, data: dict) -> ModelCardData:
+    "The card's YAML: diffusers, tags, licence, the run's data and configuration."
+    cfg = {k: params[k] for k in CARD_PARAMS if k in params}
+    return ModelCardData(library_name="diffusers", license="apache-2.0",
+                         tags=["diffusers", "chest-x-ray", "ddpm", "conditional-image-generation",
+                               "medical-imaging", "cxr_nbdev"],
+                         training_data={k: data.get(k) for k in ("source", "image_size",
+                                                                   "n_by_split")},
+                         training_config=cfg, run_name=params.get("run_name"))
+
+# %% ../nbs/03_ddpm.ipynb #card-text
+def _card_caveat(source: str) -> str:
+    if source == "phantom":
+        return ("**Trained on phantoms, not patients.** The training images are the project's "
+                "phantom cohort: digitally reconstructed radiographs of one public CT, the heart "
+                "scaled and thickened from the echo measurements. Its images show what that "
+                "renderer shows; they say nothing about real chest radiographs.")
+    return (f"Trained on real data (`{source}`): the images it draws may reproduce features of "
+            "training patients; check memorisation before sharing them.")
+
+def model_card(params: dict, # the 03 stage's parameters
+               data: dict, # 02's summary: source, image_size, n_by_split
+              ) -> ModelCard:
+    "A diffusers model card for the pipeline of a run, with its data, configuration and caveat."
+    use = ('pipe = CXRDiffusionPipeline.from_pretrained("pipeline")\n'
+           'pipe(age=[62], sex=["F"], ivsd=[1.1], lvidd=[4.6], lvpwd=[1.0], '
+           'num_inference_steps=20).images[0]')
+    text = [f"# Conditional chest radiograph DDPM (cxr_nbdev run `{params.get('run_name')}`)", "",
+            "A denoising diffusion model that draws a one-channel chest radiograph for a patient's "
+            "age, sex, IVSd, LVIDd and LVPWd (cm), after Streiffer et al. (2024).", "",
+            "```python", "from cxr_nbdev.ddpm import CXRDiffusionPipeline", use, "```", "",
+            "## Intended use", "Research on synthetic training data for detecting structural "
+            "heart disease, and teaching. Not for diagnosis, and not as evidence about patients.",
+            "", "## Caveat", _card_caveat(data.get("source", "unknown")), "",
+            "## Evaluation", "See `07_analysis/results.md` of the same run: FID/KID against real "
+            "images and the ruler's fraction of the true effect of each condition."]
+    return ModelCard(f"---\n{_card_data(params, data).to_yaml()}\n---\n" + "\n".join(text) + "\n")
+
+# %% ../nbs/03_ddpm.ipynb #card-save
+def save_pipeline(model: CondDDPM, # the trained model (EMA weights)
+                  folder: str | Path, # where to write, e.g. `<run>/03_ddpm/pipeline`
+                  card: ModelCard | None = None) -> Path:
+    "Write `model` as a `CXRDiffusionPipeline` with its model card `README.md`, atomically."
+    d = Path(folder)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.tmp"))
+    try:
+        CXRDiffusionPipeline.from_model(model).save_pretrained(tmp)
+        if card is not None: card.save(tmp / "README.md")
+        write_checksums(tmp)
+        _replace_dir(tmp, d)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return d
 
 # %% ../nbs/03_ddpm.ipynb #2da557b9
 def step_generator(seed: int, *keys: int) -> torch.Generator:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pipeline.ipynb #5837a17b
 from __future__ import annotations
-import argparse, ast, json, multiprocessing, os, re, shutil, sys, time
+import argparse, ast, contextlib, json, multiprocessing, os, re, shutil, sys, time
 import matplotlib.pyplot as plt
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -26,13 +26,15 @@ from .core import (STAGE_INPUTS, STAGES, ParamError, atomic_write, check_params,
                             lineage_fingerprint, load_params, pipeline_schema, read_metadata,
                             repo_root, run_dir, stage_lineage, stage_notebook, stage_parameters,
                             stage_ranges, stale_stages, update_manifest)
+from .store import RunStore
+
 
 # %% auto #0
 __all__ = ['DRY_RUN', 'STORY', 'INLINE', 'select_stages', 'stage_run_params', 'check_stages', 'StageFailed',
-           'planned_fingerprints', 'stale_after', 'run_pipeline', 'dry_run_params', 'parse_args', 'check_data', 'main',
-           'execute_notebook', 'page_name', 'fold_prologue', 'defined_names', 'add_anchors', 'toc_anchors',
-           'page_notebook', 'save_page', 'story_cells', 'build_pages', 'doc_links', 'api_page', 'merge_search_sections',
-           'build_site', 'build_docs']
+           'planned_fingerprints', 'stale_after', 'up_to_date', 'run_pipeline', 'dry_run_params', 'parse_args',
+           'check_data', 'main', 'execute_notebook', 'page_name', 'fold_prologue', 'defined_names', 'add_anchors',
+           'toc_anchors', 'page_notebook', 'save_page', 'story_cells', 'build_pages', 'doc_links', 'api_page',
+           'merge_search_sections', 'build_site', 'build_docs']
 
 # %% ../nbs/08_pipeline.ipynb #9ca26414
 def select_stages(only: list | None = None, # run just these stages
@@ -131,28 +133,55 @@ def _interrupted(run: Path, s: str):
                     .update(status="interrupted"))
 
 # %% ../nbs/08_pipeline.ipynb #64036f29
+def up_to_date(run: Path, params: dict, stages: list) -> list:
+    "The leading `stages` that have finished with the fingerprint `params` would give them now."
+    fps, out = planned_fingerprints(run, params, stages), []
+    for s in stages:
+        if (done_record(run, s) or {}).get("fingerprint") != fps[s]: break
+        out.append(s)
+    return out
+
+def _run_stages(run: Path, params: dict, stages: list, progress: bool, skip=(),
+                mirror: RunStore | None = None) -> dict:
+    "Execute `stages` but `skip` in order, pushing to `mirror` after each; `{stage: seconds}`."
+    times, bar = {}, tqdm(stages, desc="pipeline", unit="stage", disable=not progress,
+                          file=sys.stdout)
+    for s in bar:
+        bar.set_postfix_str(s)
+        if s in skip:
+            print(f"{s}: finished with these parameters (restored): not run again", flush=True)
+            continue
+        t0 = time.time()
+        try: execute_stage(s, params, progress=progress)
+        except pm.PapermillExecutionError as e: raise _stage_failed(run, s, params, e) from None
+        except KeyboardInterrupt:
+            _interrupted(run, s)
+            raise
+        times[s] = round(time.time() - t0, 1)
+        if mirror: mirror.push()
+    return times
+
+# %% ../nbs/08_pipeline.ipynb #run-pipeline
 def run_pipeline(params: dict, # checked run parameters (see `load_params`)
                  stages: list | None = None, # stages to run (default: all)
                  progress: bool = True, # show the overall and per-cell progress bars
+                 store: str | None = None, # fsspec URL to mirror the run to and restore it from
+                 store_every: float = 30, # seconds between two uploads while a stage runs
+                 skip_done: bool = False, # skip leading stages finished with these parameters
                 ) -> dict:
     "Execute `stages` in order with papermill; returns `{stage: seconds}`."
     stages = select_stages() if stages is None else stages
     run = run_dir(params["run_name"], params.get("out_dir", ""))
-    with hold_run(run):
+    mirror = RunStore(store, run) if store else None
+    if mirror:
+        t0, got = time.time(), mirror.pull()
+        print(f"restored {len(got)} file(s) from {mirror} in {time.time() - t0:.1f} s", flush=True)
+    with hold_run(run), mirror.syncing(store_every) if mirror else contextlib.nullcontext():
         _check_inputs(run, params, stages)
+        skip = up_to_date(run, params, stages) if skip_done else []
         record = lambda: yaml.safe_dump(_params_record(run, params, stages), f, sort_keys=False)
         with atomic_write(run / "params.yaml") as f: record()
-        times = {}
-        bar = tqdm(stages, desc="pipeline", unit="stage", disable=not progress, file=sys.stdout)
-        for s in bar:
-            bar.set_postfix_str(s)
-            t0 = time.time()
-            try: execute_stage(s, params, progress=progress)
-            except pm.PapermillExecutionError as e: raise _stage_failed(run, s, params, e) from None
-            except KeyboardInterrupt:
-                _interrupted(run, s)
-                raise
-            times[s] = round(time.time() - t0, 1)
+        times = _run_stages(run, params, stages, progress, skip, mirror)
         with atomic_write(run / "params.yaml") as f: record()
         _mark_stale(run)
     return times
@@ -206,6 +235,11 @@ def parse_args(argv=None):
                    help="keep the config's architecture, image size, loss and precision but cut "
                         "every count (see DRY_RUN): a minutes-long check of a big config on any "
                         "machine; run name gets -dryrun")
+    p.add_argument("--store", metavar="URL",
+                   help="mirror the run to URL/<run name>/ (s3://, gs://, az://, file://) and "
+                        "restore it from there first; finished stages are not run again")
+    p.add_argument("--store-every", type=float, default=30, metavar="SECONDS",
+                   help="seconds between two uploads while a stage runs (default 30)")
     return p.parse_args(argv)
 
 # %% ../nbs/08_pipeline.ipynb #afb72ef0
@@ -241,7 +275,8 @@ def main(argv=None) -> int:
         stages = select_stages(a.only, a.start)
         check_stages(params, stages)
         print(f"run {params['run_name']}: {len(stages)} stage(s): {' '.join(stages)}", flush=True)
-        times = run_pipeline(params, stages)
+        times = run_pipeline(params, stages, store=a.store, store_every=a.store_every,
+                             skip_done=bool(a.store) and not (a.only or a.start))
     except (ParamError, FileNotFoundError, StageFailed) as e:
         print(f"cxr-pipeline: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, (ParamError, FileNotFoundError)) else 1

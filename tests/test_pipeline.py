@@ -15,6 +15,8 @@ def test_smoke_pipeline(smoke_run):
     from cxr_nbdev.pipeline import select_stages
     run, r = smoke_run
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    from test_store import artifact_digests, reference_file   # the uninterrupted run test_store compares to
+    reference_file(run.parent).write_text(json.dumps(artifact_digests(run)))
     man = json.loads((run / "manifest.json").read_text())
     for s in select_stages():
         assert (run / "notebooks" / f"{s}.ipynb").exists(), s
