@@ -474,12 +474,12 @@ def _build_page(name: str, src: str, out_dir: str) -> str:
 # %% ../nbs/08_pipeline.ipynb #7b5811d7
 def build_pages(src: str | Path = "_proc", # where the pages go
                 out_dir: str | Path = "_docs_run", # the outputs folder of the smoke run
-                names: list | None = None, # notebooks to build (default: every nbs/0*.ipynb)
+                names: list | None = None, # notebooks to build (default: every numbered nbs/*.ipynb)
                ) -> Path:
     "Execute the notebooks at smoke scale into pages in `src`, and the index page with the story."
     root = repo_root()
     src, out_dir = root / src, root / out_dir
-    names = names or [p.stem for p in sorted((root / "nbs").glob("0*.ipynb"))]
+    names = names or [p.stem for p in sorted((root / "nbs").glob("[0-9]*.ipynb"))]
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn, max_tasks_per_child=1) as pool:
         for name in tqdm(names, desc="docs"):  # one at a time: a failure stops the build at once
@@ -545,12 +545,12 @@ def _title(page: Path) -> str:
 
 def build_site(src: str | Path = "_proc", # the pages (from `build_pages`)
                dest: str | Path = "_docs", # the site's folder
-               names: list | None = None, # the notebooks, in order (default: every nbs/0*.ipynb)
+               names: list | None = None, # the notebooks, in order (default: every numbered nbs/*.ipynb)
               ) -> Path:
     "Write the API reference pages into `src` and build the site from `src` into `dest`."
     root = repo_root()
     src, dest = root / src, root / dest
-    names = names or [p.stem for p in sorted((root / "nbs").glob("0*.ipynb"))]
+    names = names or [p.stem for p in sorted((root / "nbs").glob("[0-9]*.ipynb"))]
     lessons = [{f"{n[:2]} {_title(src / f'{page_name(n)}.ipynb')}": f"{page_name(n)}.ipynb"}
                for n in names if (src / f"{page_name(n)}.ipynb").exists()]
     mods = [page_name(n) for n in names if (root / "cxr_nbdev" / f"{page_name(n)}.py").exists()]
@@ -566,7 +566,7 @@ def build_site(src: str | Path = "_proc", # the pages (from `build_pages`)
 # %% ../nbs/08_pipeline.ipynb #e1a0c018
 def build_docs(dest: str | Path = "_docs", # the site's folder
                out_dir: str | Path = "_docs_run", # the outputs folder of the smoke run
-               names: list | None = None, # notebooks to build (default: every nbs/0*.ipynb)
+               names: list | None = None, # notebooks to build (default: every numbered nbs/*.ipynb)
                src: str | Path = "_proc", # where the pages go before mkdocs builds the site
               ) -> Path:
     "Execute the notebooks at smoke scale and build the site from their pages into `dest`."

@@ -8,7 +8,7 @@ from urllib.parse import urldefrag, urljoin, urlparse
 import pytest
 from conftest import ROOT
 
-NBS = sorted(p.stem for p in (ROOT / "nbs").glob("0*.ipynb"))
+NBS = sorted(p.stem for p in (ROOT / "nbs").glob("[0-9]*.ipynb"))
 PAGES = [re.sub(r"^\d+[a-zA-Z0-9]*_", "", n) for n in NBS]  # nbdev's page names: 03_ddpm -> ddpm
 # 03's lesson figures: (what the page must mention, the figure file 03 writes in its stage folder)
 FIGURES_03 = {"forward": r"forward_noising\.png", "schedule": r"(alpha_bar|schedule)\w*\.png",
