@@ -474,7 +474,7 @@ def _build_page(name: str, src: str, out_dir: str) -> str:
 # %% ../nbs/08_pipeline.ipynb #7b5811d7
 def build_pages(src: str | Path = "_proc", # where the pages go
                 out_dir: str | Path = "_docs_run", # the outputs folder of the smoke run
-                names: list | None = None, # notebooks to build (default: every numbered nbs/*.ipynb)
+                names: list | None = None, # notebooks to build (default: nbs/[0-9]*.ipynb)
                ) -> Path:
     "Execute the notebooks at smoke scale into pages in `src`, and the index page with the story."
     root = repo_root()
@@ -545,7 +545,7 @@ def _title(page: Path) -> str:
 
 def build_site(src: str | Path = "_proc", # the pages (from `build_pages`)
                dest: str | Path = "_docs", # the site's folder
-               names: list | None = None, # the notebooks, in order (default: every numbered nbs/*.ipynb)
+               names: list | None = None, # the notebooks, in order (default: nbs/[0-9]*)
               ) -> Path:
     "Write the API reference pages into `src` and build the site from `src` into `dest`."
     root = repo_root()
@@ -566,7 +566,7 @@ def build_site(src: str | Path = "_proc", # the pages (from `build_pages`)
 # %% ../nbs/08_pipeline.ipynb #e1a0c018
 def build_docs(dest: str | Path = "_docs", # the site's folder
                out_dir: str | Path = "_docs_run", # the outputs folder of the smoke run
-               names: list | None = None, # notebooks to build (default: every numbered nbs/*.ipynb)
+               names: list | None = None, # notebooks to build (default: nbs/[0-9]*.ipynb)
                src: str | Path = "_proc", # where the pages go before mkdocs builds the site
               ) -> Path:
     "Execute the notebooks at smoke scale and build the site from their pages into `dest`."
