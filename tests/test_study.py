@@ -1,4 +1,4 @@
-"""`cxr-study` on a real local Ray cluster (issue 22): a study of two runs that share 01 and 02, stopped once
+"""`cxr-study` on a real local Ray cluster (issue 22): a study of two runs that share 01, stopped once
 the first run has finished and started again, finishes only what was missing."""
 import json, os, signal, subprocess, time
 from conftest import ROOT, BIN
@@ -13,30 +13,30 @@ def study(*args, timeout=1200):
 
 def test_study_stops_and_resumes_on_ray(outputs_dir):
     runs = outputs_dir / "study-smoke" / "runs"
-    first, second = runs / "study-smoke.train_steps-4", runs / "study-smoke.train_steps-6"
+    first, second = runs / "study-smoke.image_size-16", runs / "study-smoke.image_size-24"
     p = subprocess.Popen([str(BIN / "cxr-study"), "--config", STUDY], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
     t0 = time.time()
-    while not (first / "03_ddpm" / "done.json").exists():          # stop the study once run 1 is done
+    while not (first / "02_preprocessing" / "done.json").exists():          # stop the study once run 1 is done
         assert p.poll() is None and time.time() - t0 < 1200, p.stdout.read()[-3000:] if p.stdout else ""
         time.sleep(0.5)
     os.killpg(p.pid, signal.SIGINT)                                 # what Ctrl-C does
     p.wait(timeout=120)
-    assert not (second / "03_ddpm" / "done.json").exists()
+    assert not (second / "02_preprocessing" / "done.json").exists()
     r = study()
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     states = json.loads((outputs_dir / "study-smoke" / "study.json").read_text())["runs"]
     assert states[first.name]["state"] == "done" and "executed" not in states[first.name]   # not run again
-    assert states[second.name]["executed"] == ["03_ddpm"]
-    assert set(states[second.name]["taken"]) <= {"01_phantom", "02_preprocessing"}
-    # 01 and 02 were computed once: the second run's files are the first run's, linked
-    a, b = (d / "02_preprocessing" / "cache" / "images.npy" for d in (first, second))
+    assert states[second.name]["executed"] == ["02_preprocessing"]
+    assert set(states[second.name]["taken"]) <= {"01_phantom"}
+    # 01 was computed once: the second run's files are the first run's, linked
+    a, b = (d / "01_phantom" / "table_one.csv" for d in (first, second))
     assert a.stat().st_ino == b.stat().st_ino
-    fp = lambda d: json.loads((d / "03_ddpm" / "done.json").read_text())["fingerprint"]
+    fp = lambda d: json.loads((d / "02_preprocessing" / "done.json").read_text())["fingerprint"]
     assert fp(first) != fp(second)
     s = study("--status")
     rows = [line.split()[-2:] for line in s.stdout.strip().splitlines()[1:]]
-    assert s.returncode == 0 and rows == [["done", "3/3"]] * 2, s.stdout
+    assert s.returncode == 0 and rows == [["done", "2/2"]] * 2, s.stdout
     r = study()                                                     # nothing left: nothing runs
     assert r.returncode == 0 and "executed" not in json.loads(
         (outputs_dir / "study-smoke" / "study.json").read_text())["runs"][second.name]
