@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_study.ipynb #st-imports
 from __future__ import annotations
-import argparse, ctypes, itertools, json, os, re, shutil, signal, subprocess, sys, time
+import argparse, ctypes, itertools, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import yaml
@@ -14,8 +14,8 @@ from .core import (RUN_NAME, STAGES, ParamError, atomic_write, done_record, load
 from .pipeline import planned_fingerprints, select_stages
 
 # %% auto #0
-__all__ = ['STUDY_KEYS', 'read_study', 'study_dir', 'study_runs', 'share_plan', 'take_stage', 'run_folder', 'work_left',
-           'execute_run', 'run_study', 'study_status', 'main']
+__all__ = ['STUDY_KEYS', 'read_study', 'study_dir', 'study_runs', 'planned', 'share_plan', 'take_stage', 'run_folder',
+           'work_left', 'execute_run', 'run_study', 'study_status', 'main']
 
 # %% ../nbs/10_study.ipynb #st-read
 STUDY_KEYS = {"study_name": str, "config": str, "params": dict, "grid": dict, "stages": list,
@@ -68,14 +68,17 @@ def study_runs(study: dict) -> list[dict]:
     return runs
 
 # %% ../nbs/10_study.ipynb #st-share
+def planned(run: dict, stages: list) -> dict:
+    "The fingerprint each stage of `run` will have: from its parameters alone (no run folder)."
+    return planned_fingerprints(Path("/nonexistent/cxr_nbdev-study"), run["params"], stages)
+
 def share_plan(runs: list[dict], # from `study_runs`
                stages: list, # the stages each run goes through
               ) -> dict:
     "`{run: {stage: owner run}}`, the owner being the first run with that stage's fingerprint."
-    nowhere = Path("/nonexistent/cxr_nbdev-study")   # no done records: fingerprints from params
     owner, plan = {}, {}
     for r in runs:
-        fps = planned_fingerprints(nowhere, r["params"], stages)
+        fps = planned(r, stages)
         plan[r["name"]] = {s: owner.setdefault((s, fps[s]), r["name"]) for s in stages}
     return plan
 
@@ -101,7 +104,7 @@ def run_folder(run: dict) -> Path: return Path(run["params"]["out_dir"]) / run["
 
 def work_left(run: dict, plan: dict, stages: list) -> dict:
     "`{'take': {stage: owner}, 'execute': [stages]}` still to do for `run`."
-    fps = planned_fingerprints(Path("/nonexistent/cxr_nbdev-study"), run["params"], stages)
+    fps = planned(run, stages)
     done = lambda s: (done_record(run_folder(run), s) or {}).get("fingerprint") == fps[s]
     todo = [s for s in stages if not done(s)]
     own = plan[run["name"]]
