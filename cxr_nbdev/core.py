@@ -4,8 +4,8 @@
 
 # %% ../nbs/00_core.ipynb #11a055a9
 from __future__ import annotations
-import argparse, ast, contextlib, datetime as dt, difflib, hashlib, io, json, os, platform, re
-import shutil, subprocess, sys, tempfile, tokenize, warnings
+import argparse, ast, contextlib, copy, datetime as dt, difflib, hashlib, io, itertools, json, os
+import platform, re, shutil, subprocess, sys, tempfile, tokenize, warnings
 import importlib.metadata as importlib_metadata
 from pathlib import Path
 import matplotlib.pyplot as plt
@@ -21,20 +21,20 @@ from traitlets.config import Config
 
 # %% auto #0
 __all__ = ['STAGES', 'COMMON_PARAMS', 'DEVICE', 'SETS', 'RUN_NAME', 'KEY_PACKAGES', 'PRETRAINED', 'WEIGHTS_POLICIES',
-           'STAGE_INPUTS', 'RUN_ONLY_PARAMS', 'KEEP_ON_NEW_INPUTS', 'PAPER_TRAIN_STATS', 'PAPER_COHORT_SPEC',
-           'PAPER_COHORT_SIZE', 'PAPER_TABLE1', 'TABLE_ONE_PAPER', 'PAPER_COMPOSITE_AUROC', 'PAPER_UNDER60',
-           'PAPER_FID', 'PAPER_EXTERNAL', 'SCHEMA_COLUMNS', 'CONTINUOUS', 'MEASURES', 'LABELS', 'SPLITS', 'SOURCES',
-           'THRESHOLDS_CM', 'PLAUSIBLE_RANGES', 'SEX_SPELLINGS', 'PSEUDONYM_KEY_FILE', 'repo_root', 'stage_notebook',
-           'notebook_parameters', 'stage_parameters', 'pipeline_schema', 'Range', 'parameter_ranges', 'stage_ranges',
-           'pipeline_ranges', 'ParamError', 'check_params', 'YamlLoader', 'read_yaml', 'parse_override', 'cross_check',
-           'load_params', 'outputs_root', 'run_dir', 'atomic_write', 'atomic_path', 'save_json', 'load_json',
-           'save_csv', 'ChecksumError', 'file_sha256', 'write_checksums', 'verify_checksums', 'write_sidecar',
-           'verify_sidecar', 'save_fig', 'seed_everything', 'get_device', 'package_versions', 'git_info',
-           'update_manifest', 'record_weights', 'MissingWeightsError', 'hub_checkpoints', 'download_weights',
-           'pretrained_weights', 'prefetch_weights', 'weights_main', 'json_digest', 'done_record', 'stage_lineage',
-           'lineage_fingerprint', 'stale_stages', 'hold_run', 'check_run_free', 'Stage', 'start_stage', 'stage_kernel',
-           'execute_stage', 'label_problems', 'derive_labels', 'normalise_sex', 'reason_where', 'value_problems',
-           'read_metadata', 'Pseudonyms', 'pseudonym_table', 'parallel_map']
+           'STAGE_INPUTS', 'RUN_ONLY_PARAMS', 'KEEP_ON_NEW_INPUTS', 'INLINE', 'STAGE_HEADING', 'PAPER_TRAIN_STATS',
+           'PAPER_COHORT_SPEC', 'PAPER_COHORT_SIZE', 'PAPER_TABLE1', 'TABLE_ONE_PAPER', 'PAPER_COMPOSITE_AUROC',
+           'PAPER_UNDER60', 'PAPER_FID', 'PAPER_EXTERNAL', 'SCHEMA_COLUMNS', 'CONTINUOUS', 'MEASURES', 'LABELS',
+           'SPLITS', 'SOURCES', 'THRESHOLDS_CM', 'PLAUSIBLE_RANGES', 'SEX_SPELLINGS', 'PSEUDONYM_KEY_FILE', 'repo_root',
+           'stage_notebook', 'notebook_parameters', 'stage_parameters', 'pipeline_schema', 'Range', 'parameter_ranges',
+           'stage_ranges', 'pipeline_ranges', 'ParamError', 'check_params', 'YamlLoader', 'read_yaml', 'parse_override',
+           'cross_check', 'load_params', 'outputs_root', 'run_dir', 'atomic_write', 'atomic_path', 'save_json',
+           'load_json', 'save_csv', 'ChecksumError', 'file_sha256', 'write_checksums', 'verify_checksums',
+           'write_sidecar', 'verify_sidecar', 'save_fig', 'seed_everything', 'get_device', 'package_versions',
+           'git_info', 'update_manifest', 'record_weights', 'MissingWeightsError', 'hub_checkpoints',
+           'download_weights', 'pretrained_weights', 'prefetch_weights', 'weights_main', 'json_digest', 'done_record',
+           'stage_lineage', 'lineage_fingerprint', 'stale_stages', 'hold_run', 'check_run_free', 'Stage', 'start_stage',
+           'stage_kernel', 'stage_only', 'execute_stage', 'label_problems', 'derive_labels', 'normalise_sex',
+           'reason_where', 'value_problems', 'read_metadata', 'Pseudonyms', 'pseudonym_table', 'parallel_map']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 STAGES = ("01_phantom", "02_preprocessing", "03_ddpm", "04_inversion",
@@ -870,10 +870,47 @@ def stage_kernel(name: str = "cxr_nbdev", # the project's kernel
     same = lambda p: os.path.realpath(os.path.dirname(p))
     return name if argv and same(argv[0]) == same(sys.executable) else "python3"
 
+# %% ../nbs/00_core.ipynb #so-cell
+INLINE = "module://matplotlib_inline.backend_inline"  # Jupyter's backend: `plt.show()` displays
+STAGE_HEADING = "## Running the stage"  # where a stage notebook's lessons end
+_EXPORTED = re.compile(r"\s*#\|\s*export[si]?\b")
+
+def _stage_cell(cell) -> bool:
+    "Whether a lesson-section `cell` is needed by the stage: exported, or the parameters."
+    if cell.cell_type != "code": return False
+    heads = itertools.takewhile(lambda l: l.startswith("#|"), cell.source.lstrip().splitlines())
+    return "parameters" in cell.metadata.get("tags", []) or any(map(_EXPORTED.match, heads))
+
+# %% ../nbs/00_core.ipynb #so-func
+def stage_only(nb, # a stage notebook (nbformat)
+              ):
+    "A copy of `nb` without its lessons: title, exported cells, parameters and the stage section."
+    cells = nb.cells
+    start = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"
+                  and c.source.startswith(STAGE_HEADING)), None)
+    if start is None: raise ValueError(f"the notebook has no {STAGE_HEADING!r} section")
+    note = nbformat.v4.new_markdown_cell(
+        "*Run without its lessons* (`cxr-pipeline --no-lessons`): the exported definitions, the "
+        "parameters and the stage section ran; the lessons are in the notebook in `nbs/`.")
+    out = copy.deepcopy(nb)
+    out.cells = [*cells[:1], note, *(c for c in cells[1:start] if _stage_cell(c)), *cells[start:]]
+    return out
+
 # %% ../nbs/00_core.ipynb #6a5f4373
+@contextlib.contextmanager
+def _inline_figures():
+    "Kernels started inside draw with the inline backend (they inherit this environment)."
+    old = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE
+    try: yield
+    finally:
+        if old is None: os.environ.pop("MPLBACKEND", None)
+        else: os.environ["MPLBACKEND"] = old
+
 def execute_stage(stage: str, # the stage to run
                   params: dict, # run parameters (only the stage's own are passed on)
                   progress: bool = False, # papermill's per-cell progress bar
+                  lessons: bool = True, # False: run `stage_only(notebook)`
                  ) -> Path:
     "Execute `stage`'s notebook with papermill into `<run>/notebooks/<stage>.ipynb`; returns it."
     schema = stage_parameters(stage)
@@ -881,8 +918,9 @@ def execute_stage(stage: str, # the stage to run
     own = check_params(own, schema, f"{stage} parameters", stage_ranges(stage))
     run = run_dir(params.get("run_name", schema["run_name"]), params.get("out_dir", ""))
     out, nb = run / "notebooks" / f"{stage}.ipynb", stage_notebook(stage)
-    with _kernel_config() as config:
-        pm.execute_notebook(str(nb), str(out), parameters=own, kernel_name=stage_kernel(),
+    src = str(nb) if lessons else stage_only(nbformat.read(nb, as_version=4))
+    with _kernel_config() as config, _inline_figures():
+        pm.execute_notebook(src, str(out), parameters=own, kernel_name=stage_kernel(),
                             cwd=str(nb.parent), progress_bar=progress, log_output=False, **config)
     return out
 

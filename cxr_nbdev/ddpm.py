@@ -8,6 +8,7 @@ from .core import *
 import importlib, math, os, pickle, random, re, shutil, tempfile, time, warnings
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
+import matplotlib.pyplot as plt
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import (UNet2DModel, DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler,
@@ -25,13 +26,14 @@ from tqdm.auto import tqdm
 from .preprocessing import images_to_tensor, FeatureScaler
 
 # %% auto #0
-__all__ = ['VGG16_IMAGENET_FILE', 'SAMPLERS', 'CARD_PARAMS', 'ConditionSchema', 'cond_mlp', 'cond_unet', 'CondDDPM',
-           'as_condition', 'anonymous_schema', 'predicted_eps_x0', 'regression_target', 'min_snr_weights',
-           'weighted_mse', 'vgg16_relu3_3', 'PerceptualLoss', 'diffusion_loss', 'ddim_scheduler', 'sampler_scheduler',
-           'guided_output', 'sample', 'sample_ddpm', 'sample_ddim', 'to_uint8', 'load_ddpm', 'ConditionEncoder',
-           'conditions_table', 'CXRDiffusionPipeline', 'model_card', 'save_pipeline', 'step_generator', 'batch_indices',
-           'image_batch', 'TrainConfig', 'DDPMTrainer', 'rng_state', 'set_rng_state', 'load_checkpoint',
-           'condition_effect_map', 'effect_agreement']
+__all__ = ['FORWARD_TS', 'VGG16_IMAGENET_FILE', 'SAMPLERS', 'CARD_PARAMS', 'ConditionSchema', 'cond_mlp', 'cond_unet', 'CondDDPM',
+           'as_condition', 'anonymous_schema', 'forward_noising_figure', 'schedule_figure', 'predicted_eps_x0',
+           'regression_target', 'min_snr_weights', 'weighted_mse', 'vgg16_relu3_3', 'PerceptualLoss', 'diffusion_loss',
+           'ddim_scheduler', 'sampler_scheduler', 'guided_output', 'sample', 'sample_ddpm', 'sample_ddim', 'to_uint8',
+           'load_ddpm', 'ConditionEncoder', 'conditions_table', 'CXRDiffusionPipeline', 'model_card', 'save_pipeline',
+           'step_generator', 'batch_indices', 'image_batch', 'TrainConfig', 'DDPMTrainer', 'rng_state', 'set_rng_state',
+           'load_checkpoint', 'condition_effect_map', 'effect_agreement', 'training_curve_figure', 'image_grid',
+           'samples_figure', 'lvidd_effect_figure']
 
 # %% ../nbs/03_ddpm.ipynb #e63d7e9b
 class ConditionSchema:
@@ -269,6 +271,35 @@ def tiny(cls: CondDDPM, image_size: int = 16, # a multiple of 2 ** (levels - 1)
     kw = dict(block_out_channels=(8, 16), attention_levels=(False, True), norm_num_groups=4,
               attention_head_dim=8, cond_hidden=16)
     return cls(image_size=image_size, cond_schema=schema.to_dict(), **{**kw, **kwargs})
+
+# %% ../nbs/03_ddpm.ipynb #fwd-fig
+FORWARD_TS = (0, 100, 250, 400, 600, 800, 999)  # the steps the forward-process figure shows
+
+def forward_noising_figure(sched: DDPMScheduler, # the schedule that noises
+                           x0: torch.Tensor, # one image in [-1, 1], shape (1, 1, H, W)
+                           ts=FORWARD_TS, # the steps to show
+                           seed: int = 0, # seed of the noise, the same at every step
+                          ):
+    "`x0` noised to each step of `ts` with the same noise, side by side."
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    fig, axs = plt.subplots(1, len(ts), figsize=(1.6 * len(ts), 1.9))
+    for a, t in zip(axs, ts):
+        a.imshow(sched.add_noise(x0, noise, torch.tensor([t]))[0, 0], cmap="gray", vmin=-1, vmax=1)
+        a.set_title(f"t={t}")
+        a.axis("off")
+    return fig
+
+# %% ../nbs/03_ddpm.ipynb #sched-fig
+def schedule_figure(scheds: dict, # {label: a diffusers scheduler}
+                   ):
+    "The signal kept, ᾱ_t, at each step t of each schedule."
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for label, s in scheds.items(): ax.plot(s.alphas_cumprod, label=label)
+    ax.set_xlabel("t")
+    ax.set_ylabel(r"$\bar\alpha_t$")
+    ax.legend()
+    ax.set_title("Noise schedule: signal kept at step t")
+    return fig
 
 # %% ../nbs/03_ddpm.ipynb #6938606c
 def _ab(scheduler, t, like):
@@ -1049,3 +1080,76 @@ def effect_agreement(generated_diff: np.ndarray, expected_diff: np.ndarray) -> d
     g, e = generated_diff.ravel(), expected_diff.ravel()
     cosine = g @ e / (np.linalg.norm(g) * np.linalg.norm(e) + 1e-12)
     return {"cosine": float(cosine), "ratio": float(g @ e / (e @ e + 1e-12))}
+
+# %% ../nbs/03_ddpm.ipynb #fig-curve
+def training_curve_figure(log: pd.DataFrame, # `DDPMTrainer.fit`'s log
+                         ):
+    "The training and validation losses, and the generative validation loss, by step."
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3))
+    axs[0].plot(log.step, log.train_loss, "o-", label="train (MSE + perceptual)")
+    axs[0].plot(log.step, log.val_loss, "o-", label="validation (MSE)")
+    axs[0].set_yscale("log")
+    axs[0].set_xlabel("step")
+    axs[0].legend()
+    axs[0].set_title("Denoising loss")
+    axs[1].plot(log.step, log.gen_val_loss, "o-")
+    axs[1].set_xlabel("step")
+    axs[1].set_title("Generative validation loss (MSE)")
+    return fig
+
+# %% ../nbs/03_ddpm.ipynb #fig-grid
+def image_grid(rows: list, # lists (or arrays) of uint8 images, one per row
+               labels: list, # a label per row
+              ):
+    "The images in a grid, a labelled row per list."
+    size = (0.8 * len(rows[0]), 0.85 * len(rows))
+    fig, axs = plt.subplots(len(rows), len(rows[0]), figsize=size, squeeze=False)
+    for r, (row, lab) in enumerate(zip(rows, labels)):
+        for c, im in enumerate(row):
+            axs[r, c].imshow(im, cmap="gray", vmin=0, vmax=255)
+            axs[r, c].set_xticks([])
+            axs[r, c].set_yticks([])
+        axs[r, 0].set_ylabel(lab, rotation=0, ha="right", va="center", fontsize=8)
+    return fig
+
+# %% ../nbs/03_ddpm.ipynb #fig-samples
+def samples_figure(real: np.ndarray, # uint8 real images, (n, H, W)
+                   ddim: torch.Tensor, # DDIM samples in [-1, 1], (n, 1, H, W)
+                   ddpm: torch.Tensor, # DDPM samples in [-1, 1] for the first ones (may be empty)
+                   labels: list, # a title per column
+                   ddim_steps: int, # DDIM's step count, for the row label
+                  ):
+    "Three rows: the real images, the DDIM samples, the DDPM samples."
+    n = len(real)
+    fig, axs = plt.subplots(3, n, figsize=(1.5 * n, 5), squeeze=False)
+    for i in range(n):
+        axs[0, i].imshow(real[i], cmap="gray")
+        axs[0, i].set_title(labels[i], fontsize=7)
+        axs[1, i].imshow(to_uint8(ddim[i:i + 1])[0], cmap="gray")
+        if i < len(ddpm): axs[2, i].imshow(to_uint8(ddpm[i:i + 1])[0], cmap="gray")
+        else: axs[2, i].set_visible(False)
+    for a in axs.flat:
+        a.set_xticks([])
+        a.set_yticks([])
+    for a, t in zip(axs[:, 0], ["real", f"DDIM-{ddim_steps}", "DDPM-1000"]): a.set_ylabel(t)
+    return fig
+
+# %% ../nbs/03_ddpm.ipynb #fig-effect
+def lvidd_effect_figure(gen_lo: torch.Tensor, # images generated at LVIDd -2 SD, (n, 1, H, W)
+                        gen_hi: torch.Tensor, # the same patients at +2 SD
+                        expected: np.ndarray, # the real effect map of +4 SD
+                        gdiff: np.ndarray, # the mean generated difference, high - low
+                       ):
+    "Two patients at LVIDd -2 and +2 SD, the real effect map and the generated difference."
+    fig, axs = plt.subplots(1, 6, figsize=(12, 2.3))
+    shown = [gen_lo[0, 0], gen_hi[0, 0], gen_lo[-1, 0], gen_hi[-1, 0]]
+    for a, im, t in zip(axs, shown, ["LVIDd -2 SD", "+2 SD", "LVIDd -2 SD", "+2 SD"]):
+        a.imshow(im, cmap="gray", vmin=-1, vmax=1)
+        a.set_title(t)
+    v = np.abs(expected).max() + 1e-6
+    axs[4].imshow(expected, cmap="RdBu_r", vmin=-v, vmax=v)
+    axs[4].set_title("real effect, +4 SD")
+    axs[5].imshow(gdiff, cmap="RdBu_r", vmin=-v, vmax=v)
+    axs[5].set_title("generated: high - low")
+    for a in axs: a.axis("off")
+    return fig

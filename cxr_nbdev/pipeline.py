@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 import yaml
-from execnb.nbio import nb2dict
+from execnb.nbio import nb2dict, nb2str
 from execnb.shell import CaptureShell
 from fastcore.xtras import working_directory
 from markdown import Markdown
@@ -21,7 +21,7 @@ from mkdocs.config import load_config
 from nbdev.config import get_config
 from nbdev.process import NBProcessor
 from tqdm.auto import tqdm
-from .core import (STAGE_INPUTS, STAGES, ParamError, atomic_write, check_params,
+from .core import (INLINE, STAGE_INPUTS, STAGES, ParamError, atomic_write, check_params,
                             cross_check, done_record, execute_stage, hold_run,
                             lineage_fingerprint, load_params, pipeline_schema, read_metadata,
                             repo_root, run_dir, stage_lineage, stage_notebook, stage_parameters,
@@ -30,11 +30,11 @@ from .store import RunStore
 
 
 # %% auto #0
-__all__ = ['DRY_RUN', 'STORY', 'INLINE', 'select_stages', 'stage_run_params', 'check_stages', 'StageFailed',
-           'planned_fingerprints', 'stale_after', 'up_to_date', 'run_pipeline', 'dry_run_params', 'parse_args',
-           'check_data', 'main', 'execute_notebook', 'page_name', 'fold_prologue', 'defined_names', 'add_anchors',
-           'toc_anchors', 'page_notebook', 'save_page', 'story_cells', 'build_pages', 'doc_links', 'api_page',
-           'merge_search_sections', 'build_site', 'build_docs']
+__all__ = ['DRY_RUN', 'STORY', 'select_stages', 'stage_run_params', 'check_stages', 'StageFailed', 'planned_fingerprints',
+           'stale_after', 'up_to_date', 'run_pipeline', 'dry_run_params', 'parse_args', 'check_data', 'main',
+           'execute_notebook', 'page_name', 'fold_prologue', 'defined_names', 'add_anchors', 'toc_anchors',
+           'page_notebook', 'save_page', 'story_cells', 'execute_notebooks', 'executed_page', 'build_pages',
+           'doc_links', 'api_page', 'merge_search_sections', 'build_site', 'build_docs']
 
 # %% ../nbs/08_pipeline.ipynb #9ca26414
 def select_stages(only: list | None = None, # run just these stages
@@ -142,7 +142,7 @@ def up_to_date(run: Path, params: dict, stages: list) -> list:
     return out
 
 def _run_stages(run: Path, params: dict, stages: list, progress: bool, skip=(),
-                mirror: RunStore | None = None) -> dict:
+                mirror: RunStore | None = None, lessons: bool = True) -> dict:
     "Execute `stages` but `skip` in order, pushing to `mirror` after each; `{stage: seconds}`."
     times, bar = {}, tqdm(stages, desc="pipeline", unit="stage", disable=not progress,
                           file=sys.stdout)
@@ -152,7 +152,7 @@ def _run_stages(run: Path, params: dict, stages: list, progress: bool, skip=(),
             print(f"{s}: finished with these parameters (restored): not run again", flush=True)
             continue
         t0 = time.time()
-        try: execute_stage(s, params, progress=progress)
+        try: execute_stage(s, params, progress=progress, lessons=lessons)
         except pm.PapermillExecutionError as e: raise _stage_failed(run, s, params, e) from None
         except KeyboardInterrupt:
             _interrupted(run, s)
@@ -168,6 +168,7 @@ def run_pipeline(params: dict, # checked run parameters (see `load_params`)
                  store: str | None = None, # fsspec URL to mirror the run to and restore it from
                  store_every: float = 30, # seconds between two uploads while a stage runs
                  skip_done: bool = False, # skip leading stages finished with these parameters
+                 lessons: bool = True, # False: run each notebook without its lessons
                 ) -> dict:
     "Execute `stages` in order with papermill; returns `{stage: seconds}`."
     stages = select_stages() if stages is None else stages
@@ -181,7 +182,7 @@ def run_pipeline(params: dict, # checked run parameters (see `load_params`)
         skip = up_to_date(run, params, stages) if skip_done else []
         record = lambda: yaml.safe_dump(_params_record(run, params, stages), f, sort_keys=False)
         with atomic_write(run / "params.yaml") as f: record()
-        times = _run_stages(run, params, stages, progress, skip, mirror)
+        times = _run_stages(run, params, stages, progress, skip, mirror, lessons)
         with atomic_write(run / "params.yaml") as f: record()
         _mark_stale(run)
     return times
@@ -234,7 +235,10 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true",
                    help="keep the config's architecture, image size, loss and precision but cut "
                         "every count (see DRY_RUN): a minutes-long check of a big config on any "
-                        "machine; run name gets -dryrun")
+                        "machine; run name gets -dryrun; lessons are left out")
+    p.add_argument("--no-lessons", dest="lessons", action="store_false",
+                   help="run each notebook without its lessons: the exported definitions, the "
+                        "parameters and the stage section only (same artifacts, sooner)")
     p.add_argument("--store", metavar="URL",
                    help="mirror the run to URL/<run name>/ (s3://, gs://, az://, file://) and "
                         "restore it from there first; finished stages are not run again")
@@ -276,7 +280,8 @@ def main(argv=None) -> int:
         check_stages(params, stages)
         print(f"run {params['run_name']}: {len(stages)} stage(s): {' '.join(stages)}", flush=True)
         times = run_pipeline(params, stages, store=a.store, store_every=a.store_every,
-                             skip_done=bool(a.store) and not (a.only or a.start))
+                             skip_done=bool(a.store) and not (a.only or a.start),
+                             lessons=a.lessons and not a.dry_run)
     except (ParamError, FileNotFoundError, StageFailed) as e:
         print(f"cxr-pipeline: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, (ParamError, FileNotFoundError)) else 1
@@ -346,13 +351,15 @@ def _imports_only(src: str) -> bool:
 
 # %% ../nbs/08_pipeline.ipynb #e1a0c006
 def fold_prologue(cells: list) -> list:
-    "`cells` with the prologue's import block and `parameters` cell folded, after its prose."
+    "`cells` with the prologue's imports and parameters (and papermill's) folded, after its prose."
     end = next((i for i, c in enumerate(cells)
                 if c.cell_type == "markdown" and c.source.startswith("## ")), len(cells))
     folds, keep = [], []
     for c in cells[:end]:
         if c.cell_type == "code" and "parameters" in c.metadata.get("tags", []):
             folds.append(_fold(c, "The stage's parameters"))
+        elif c.cell_type == "code" and "injected-parameters" in c.metadata.get("tags", []):
+            folds.append(_fold(c, "This run's parameters (papermill)"))
         elif c.cell_type == "code" and not c.get("outputs") and _imports_only(c.source):
             folds.append(_fold(c, "Imports"))
         else: keep.append(c)
@@ -460,33 +467,51 @@ def story_cells(run: Path, # the run folder of the docs build
     return [nbformat.v4.new_markdown_cell(t) for t in text]
 
 # %% ../nbs/08_pipeline.ipynb #ec12d4b6
-INLINE = "module://matplotlib_inline.backend_inline"  # Jupyter's backend: `plt.show()` displays
-
-def _build_page(name: str, src: str, out_dir: str) -> str:
-    "In a fresh process: execute notebook `name` with outputs in `out_dir`, write its page."
+def _execute_to(name: str, out_dir: str) -> str:
+    "In a fresh process: run `nbs/<name>.ipynb` as `execute_notebook` does, save it in `out_dir`."
     os.environ["CXR_OUT_DIR"] = out_dir  # this process's stages, and the kernels they start
     plt.switch_backend(INLINE)
     try: nb = execute_notebook(repo_root() / "nbs" / f"{name}.ipynb")
     except Exception as e:
         raise RuntimeError(f"nbs/{name}.ipynb failed: {type(e).__name__}: {e}") from None
-    return save_page(page_notebook(nb), Path(src) / f"{page_name(name)}.ipynb").name
+    dest = Path(out_dir) / "notebooks" / f"{name}.ipynb"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(dest) as f: f.write(nb2str(nb))
+    return str(dest)
+
+# %% ../nbs/08_pipeline.ipynb #exec-nbs
+def execute_notebooks(names: list, # notebooks of nbs/, by name (e.g. "00_core")
+                      out_dir: str | Path, # the outputs folder they write to
+                      errors: str = "raise", # "keep": a failed notebook's value is its error text
+                     ) -> dict:
+    "Run each notebook in a fresh process, in order: `{name: executed notebook's path}`."
+    out, spawn = {}, multiprocessing.get_context("spawn")
+    for name in tqdm(names, desc="notebooks"):
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            try: out[name] = Path(pool.submit(_execute_to, name, str(out_dir)).result())
+            except RuntimeError as e:
+                if errors == "raise": raise
+                out[name] = str(e)
+    return out
+
+# %% ../nbs/08_pipeline.ipynb #exec-page
+def executed_page(path: str | Path, # an executed notebook (papermill's or `_execute_to`'s)
+                 ):
+    "The page of the executed notebook at `path`."
+    return page_notebook(NBProcessor(Path(path), process=True).nb)
 
 # %% ../nbs/08_pipeline.ipynb #7b5811d7
-def build_pages(src: str | Path = "_proc", # where the pages go
-                out_dir: str | Path = "_docs_run", # the outputs folder of the smoke run
-                names: list | None = None, # notebooks to build (default: nbs/[0-9]*.ipynb)
+def build_pages(src: str | Path, # where the pages go
+                executed: dict, # `{notebook name: executed notebook}`, in notebook order
+                run: Path, # the smoke run whose figures tell the story on the index page
                ) -> Path:
-    "Execute the notebooks at smoke scale into pages in `src`, and the index page with the story."
-    root = repo_root()
-    src, out_dir = root / src, root / out_dir
-    names = names or [p.stem for p in sorted((root / "nbs").glob("[0-9]*.ipynb"))]
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn, max_tasks_per_child=1) as pool:
-        for name in tqdm(names, desc="docs"):  # one at a time: a failure stops the build at once
-            pool.submit(_build_page, name, str(src), str(out_dir)).result()
-    index = nbformat.read(root / "nbs" / "index.ipynb", as_version=4)
+    "Write a page per executed notebook into `src`, and the index page with the story."
+    src = repo_root() / src
+    for name, path in tqdm(executed.items(), desc="pages"):
+        save_page(executed_page(path), src / f"{page_name(name)}.ipynb")
+    index = nbformat.read(repo_root() / "nbs" / "index.ipynb", as_version=4)
     page = page_notebook(index)
-    page.cells += story_cells(out_dir / stage_parameters("01_phantom")["run_name"], src / "figures")
+    page.cells += story_cells(Path(run), src / "figures")
     save_page(page, src / "index.ipynb")
     return src
 
@@ -568,11 +593,24 @@ def build_docs(dest: str | Path = "_docs", # the site's folder
                out_dir: str | Path = "_docs_run", # the outputs folder of the smoke run
                names: list | None = None, # notebooks to build (default: nbs/[0-9]*.ipynb)
                src: str | Path = "_proc", # where the pages go before mkdocs builds the site
+               run: str | Path | None = None, # a finished smoke run to take the stages from
               ) -> Path:
-    "Execute the notebooks at smoke scale and build the site from their pages into `dest`."
-    t0 = time.time()
-    build_pages(src, out_dir, names)
+    "Build the site into `dest` from the notebooks executed at smoke scale."
+    root, t0 = repo_root(), time.time()
+    names = names or [p.stem for p in sorted((root / "nbs").glob("[0-9]*.ipynb"))]
+    out_dir, stages = root / out_dir, [n for n in names if n in STAGES]
+    if run is None:
+        run = run_dir("smoke", out_dir)
+        smoke = {**load_params(root / "configs" / "smoke.yaml"), "run_name": "smoke"}
+        if stages: run_pipeline({**smoke, "out_dir": str(out_dir)}, select_stages()[
+            :max(STAGES.index(s) for s in stages) + 1])
+    done = {n: p for n in names if (p := out_dir / "notebooks" / f"{n}.ipynb").exists()}
+    todo = [n for n in names if n not in stages and n not in done]
+    executed = {**done, **execute_notebooks(todo, out_dir),
+                **{s: Path(run) / "notebooks" / f"{s}.ipynb" for s in stages}}
     t1 = time.time()
+    build_pages(src, {n: executed[n] for n in names}, Path(run))
+    t2 = time.time()
     build_site(src, dest, names)
-    print(f"docs: pages {t1 - t0:.0f} s, site {time.time() - t1:.0f} s -> {dest}")
-    return repo_root() / dest
+    print(f"docs: notebooks {t1 - t0:.0f} s, pages {t2 - t1:.0f} s, site {time.time() - t2:.0f} s")
+    return root / dest
