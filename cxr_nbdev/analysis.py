@@ -1847,6 +1847,8 @@ def results_markdown(run_name: str,
 # %% ../nbs/07_analysis.ipynb #ef9780fa
 def save_figure(fig, stem: str | Path):
     "Save `fig` as `<stem>.pdf` and, by core's `save_fig`, `<stem>.png`; returns `fig`."
+    # None: a figure the run could not draw (no data for it), so nothing is saved
+    if fig is None: return None
     with atomic_path(Path(stem).with_suffix(".pdf")) as tmp: fig.savefig(tmp, bbox_inches="tight")
     return save_fig(fig, Path(stem).with_suffix(".png"))
 

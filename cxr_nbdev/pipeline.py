@@ -141,6 +141,7 @@ def up_to_date(run: Path, params: dict, stages: list) -> list:
         out.append(s)
     return out
 
+# %% ../nbs/08_pipeline.ipynb #ca288469
 def _run_stages(run: Path, params: dict, stages: list, progress: bool, skip=(),
                 mirror: RunStore | None = None, lessons: bool = True) -> dict:
     "Execute `stages` but `skip` in order, pushing to `mirror` after each; `{stage: seconds}`."
@@ -320,6 +321,7 @@ def _joined(out: dict) -> dict:
         if isinstance(v, list): out["data"][k] = "".join(v)
     return out
 
+# %% ../nbs/08_pipeline.ipynb #afed1c84
 def _page_cell(cell):
     "An executed cell as a plain nbformat cell, without nbdev's bookkeeping."
     d = {k: v for k, v in nb2dict(cell).items() if not k.endswith("_")}
@@ -532,6 +534,7 @@ def _top_level(tree: ast.Module) -> set:
             out |= {t.id for t in targets if isinstance(t, ast.Name)}
     return out
 
+# %% ../nbs/08_pipeline.ipynb #b0f1db6a
 def api_page(module: str, # a module of the package, e.g. "ddpm"
             ) -> str:
     "The markdown of `module`'s API reference page."
@@ -568,6 +571,7 @@ def _title(page: Path) -> str:
              if c.cell_type == "markdown" and c.source.startswith("# ")]
     return heads[0].splitlines()[0][2:].strip() if heads else page.stem
 
+# %% ../nbs/08_pipeline.ipynb #e800e2ab
 def build_site(src: str | Path = "_proc", # the pages (from `build_pages`)
                dest: str | Path = "_docs", # the site's folder
                names: list | None = None, # the notebooks, in order (default: nbs/[0-9]*)
@@ -589,6 +593,21 @@ def build_site(src: str | Path = "_proc", # the pages (from `build_pages`)
     return dest
 
 # %% ../nbs/08_pipeline.ipynb #e1a0c018
+def _executed(names: list, out_dir: Path, run: str | Path | None) -> tuple:
+    "`({name: executed notebook}, run)`: stages from `run` (made if None), the others run here."
+    stages = [n for n in names if n in STAGES]
+    if run is None:
+        run = run_dir("smoke", out_dir)
+        smoke = {**load_params(repo_root() / "configs" / "smoke.yaml"), "run_name": "smoke"}
+        last = max((STAGES.index(s) for s in stages), default=-1)
+        if stages: run_pipeline({**smoke, "out_dir": str(out_dir)}, select_stages()[:last + 1])
+    done = {n: p for n in names if (p := out_dir / "notebooks" / f"{n}.ipynb").exists()}
+    todo = [n for n in names if n not in stages and n not in done]
+    executed = {**done, **execute_notebooks(todo, out_dir),
+                **{s: Path(run) / "notebooks" / f"{s}.ipynb" for s in stages}}
+    return {n: executed[n] for n in names}, Path(run)
+
+# %% ../nbs/08_pipeline.ipynb #build-docs
 def build_docs(dest: str | Path = "_docs", # the site's folder
                out_dir: str | Path = "_docs_run", # the outputs folder of the smoke run
                names: list | None = None, # notebooks to build (default: nbs/[0-9]*.ipynb)
@@ -598,18 +617,9 @@ def build_docs(dest: str | Path = "_docs", # the site's folder
     "Build the site into `dest` from the notebooks executed at smoke scale."
     root, t0 = repo_root(), time.time()
     names = names or [p.stem for p in sorted((root / "nbs").glob("[0-9]*.ipynb"))]
-    out_dir, stages = root / out_dir, [n for n in names if n in STAGES]
-    if run is None:
-        run = run_dir("smoke", out_dir)
-        smoke = {**load_params(root / "configs" / "smoke.yaml"), "run_name": "smoke"}
-        if stages: run_pipeline({**smoke, "out_dir": str(out_dir)}, select_stages()[
-            :max(STAGES.index(s) for s in stages) + 1])
-    done = {n: p for n in names if (p := out_dir / "notebooks" / f"{n}.ipynb").exists()}
-    todo = [n for n in names if n not in stages and n not in done]
-    executed = {**done, **execute_notebooks(todo, out_dir),
-                **{s: Path(run) / "notebooks" / f"{s}.ipynb" for s in stages}}
+    executed, run = _executed(names, root / out_dir, run)
     t1 = time.time()
-    build_pages(src, {n: executed[n] for n in names}, Path(run))
+    build_pages(src, executed, run)
     t2 = time.time()
     build_site(src, dest, names)
     print(f"docs: notebooks {t1 - t0:.0f} s, pages {t2 - t1:.0f} s, site {time.time() - t2:.0f} s")

@@ -144,3 +144,76 @@ def test_removed_names(name):
     "Names replaced by a shared definition are gone."
     where = _homes().get(name, [])
     assert not where, f"{name} is still defined in {', '.join(where)}: use core's PLAUSIBLE_RANGES"
+
+
+STAGE_NBS = sorted((ROOT / "nbs").glob("0[1-7]_*.ipynb"))
+
+
+def stage_cells(nb: Path) -> list:
+    "`(index, cell)` of the cells of the notebook's stage section (from '## Running the stage' on)."
+    cells = json.loads(nb.read_text())["cells"]
+    start = next(i for i, c in enumerate(cells)
+                 if c["cell_type"] == "markdown" and _source(c).startswith("## Running the stage"))
+    return [(i, c) for i, c in enumerate(cells) if i >= start]
+
+
+@pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.stem)
+def test_stage_cells_follow_the_lesson_rules(nb):
+    """The stage section is written like the lessons: every line within 100 columns, no `a; b`
+    chains, and a sentence (a markdown cell) before each code cell."""
+    bad, cells = [], stage_cells(nb)
+    for k, (i, c) in enumerate(cells):
+        if c["cell_type"] != "code": continue
+        src = _source(c)
+        bad += [f"cell {i} ({c.get('id')}) line {j + 1}: {len(l)} cols"
+                for j, l in enumerate(src.splitlines()) if len(l) > MAX_COLS]
+        toks = tokenize.generate_tokens(io.StringIO(src + "\n").readline)
+        bad += [f"cell {i} ({c.get('id')}) line {t.start[0]}: `;` chain" for t in toks
+                if t.type == tokenize.OP and t.string == ";"]
+        if cells[k - 1][1]["cell_type"] != "markdown":
+            bad.append(f"cell {i} ({c.get('id')}): no sentence before it: {src.strip()[:60]!r}")
+    assert not bad, f"{nb.name}: {len(bad)} stage cell(s) break the lesson rules:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.stem)
+def test_stage_uses_no_lesson_variables(nb):
+    """Names the stage section reads are its own, the parameters', or the exported cells': none comes
+    from a lesson cell (the runner can leave the lessons out: `cxr-pipeline --no-lessons`)."""
+    from cxr_nbdev.core import _stage_cell
+    import builtins, nbformat
+    book = nbformat.read(nb, as_version=4)
+    first = stage_cells(nb)[0][0]
+    names = lambda src, ctx: {n.id for n in ast.walk(ast.parse(_code(src))) if isinstance(n, ast.Name)
+                              and isinstance(n.ctx, ctx)} | (_defs(src) if ctx is ast.Store else set())
+    kept, lesson = set(dir(builtins)), set()
+    for c in book.cells[:first]:
+        if c.cell_type != "code": continue
+        if _stage_cell(c): kept |= names(c.source, ast.Store)
+        else: lesson |= names(c.source, ast.Store)
+    bad = []
+    for c in book.cells[first:]:
+        if c.cell_type != "code": continue
+        own = names(c.source, ast.Store) | _bound(c.source)
+        if leak := (names(c.source, ast.Load) - kept - own) & lesson: bad.append(f"{c.id}: {sorted(leak)}")
+        kept |= own
+    assert not bad, f"{nb.name}: stage cells read lesson variables:\n" + "\n".join(bad)
+
+
+def _code(src: str) -> str:
+    return "\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("#|", "%", "!")))
+
+
+def _defs(src: str) -> set:
+    "Names bound by def, class and import statements."
+    out = set()
+    for n in ast.walk(ast.parse(_code(src))):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): out.add(n.name)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            out |= {(a.asname or a.name).split(".")[0] for a in n.names}
+    return out
+
+
+def _bound(src: str) -> set:
+    "Arguments of lambdas and functions (bound locally)."
+    return {a.arg for n in ast.walk(ast.parse(_code(src))) if isinstance(n, ast.arguments)
+            for a in [*n.args, *n.kwonlyargs, *n.posonlyargs]}
