@@ -25,6 +25,18 @@ def smoke_run(outputs_dir):
     return outputs_dir / "pipeline_smoke", r
 
 
+@pytest.fixture(scope="session")
+def other_notebooks(outputs_dir):
+    """The notebooks that are not stages (00_core, 00a_store, 08_pipeline, 10_study, index, ...) executed once
+    per test session, as nbdev_test runs them but with their outputs kept, into `<outputs>/notebooks/`:
+    `{name: executed notebook's path, or the error text of a failed one}`. The notebook tests check them and
+    the docs build makes their pages from them."""
+    from cxr_nbdev.core import STAGES
+    from cxr_nbdev.pipeline import execute_notebooks
+    names = [p.stem for p in sorted((ROOT / "nbs").glob("*.ipynb")) if p.stem not in STAGES]
+    return execute_notebooks(names, outputs_dir, errors="keep")
+
+
 def raw_ids_found(run, *data_dirs) -> dict:
     """The files under `run` that hold a raw patient_id or cxr_filename of the cohorts in `data_dirs`, with the
     first one found. Executed notebooks count from "## Running the stage" on: their lessons are toy data."""

@@ -20,17 +20,22 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The site built by `build_docs`, and the outputs folder of its smoke run. CXR_DOCS_BUILT=<dir>
-    reuses a build's folder (one that holds _docs/ and _docs_run/) instead, to rerun these checks."""
+def site(tmp_path_factory, request):
+    """The site built by `build_docs` from the session's executions: the smoke run's stage notebooks and
+    the other notebooks (conftest's `other_notebooks`), so no notebook runs again for the docs.
+    `(site folder, smoke run folder)`. CXR_DOCS_BUILT=<dir> reuses a `make docs` build (one that holds
+    _docs/ and _docs_run/) instead, to rerun these checks."""
     from cxr_nbdev.pipeline import build_docs
     if built := os.environ.get("CXR_DOCS_BUILT"):
-        return Path(built) / "_docs", Path(built) / "_docs_run"
+        return Path(built) / "_docs", Path(built) / "_docs_run" / "smoke"
+    run, r = request.getfixturevalue("smoke_run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    request.getfixturevalue("other_notebooks")   # executed into <outputs>/notebooks/, run.parent
     tmp = tmp_path_factory.mktemp("docs")
     t0 = time.time()
-    dest = build_docs(tmp / "_docs", tmp / "_docs_run", src=tmp / "_proc")
+    dest = build_docs(tmp / "_docs", run.parent, src=tmp / "_proc", run=run)
     print(f"build_docs: {time.time() - t0:.0f} s")
-    return dest, tmp / "_docs_run"
+    return dest, run
 
 
 def test_every_notebook_has_a_page(site):
@@ -48,11 +53,11 @@ def test_03_page_shows_its_figures(site):
     html = (dest / "ddpm.html").read_text()
     imgs = len(re.findall(r"<img[^>]+src=\"data:image/png", html))
     assert imgs >= len(FIGURES_03), f"ddpm.html shows {imgs} figures, expected >= {len(FIGURES_03)}"
-    files = [p.name for p in (run / "smoke" / "03_ddpm").glob("*.png")]
+    files = [p.name for p in (run / "03_ddpm").glob("*.png")]
     for word, pattern in FIGURES_03.items():
         assert word in html.lower(), f"ddpm.html never mentions {word!r}"
         assert any(re.fullmatch(pattern, f) for f in files), \
-            f"03_ddpm wrote no {pattern} figure in the docs run (it wrote {sorted(files)})"
+            f"03_ddpm wrote no {pattern} figure in the smoke run (it wrote {sorted(files)})"
 
 
 def test_index_tells_the_story(site):
@@ -64,10 +69,12 @@ def test_index_tells_the_story(site):
     assert all((dest / "figures" / f).is_file() for f in shown), f"a figure of index.html is missing"
 
 
-def test_docs_run_keeps_out_of_outputs(site):
-    "The build's stages wrote to its own outputs folder."
-    _, run = site
-    assert (run / "smoke" / "03_ddpm" / "done.json").is_file(), f"no 03 run in {run}"
+def test_stage_pages_are_the_smoke_runs_notebooks(site):
+    "A stage's page is its executed notebook from the smoke run: papermill's parameters are folded on it."
+    dest, run = site
+    html = (dest / "ddpm.html").read_text()
+    assert "This run&#39;s parameters (papermill)" in html or "This run's parameters (papermill)" in html
+    assert (run / "notebooks" / "03_ddpm.ipynb").is_file()
 
 
 def test_doclinks_land_on_pages(site):

@@ -12,8 +12,8 @@ NBS = sorted((ROOT / "nbs").glob("*.ipynb"))
 @pytest.mark.parametrize("nb", NBS, ids=lambda p: p.stem)
 def test_notebook(nb, request):
     """A stage notebook ran whole, every cell without an error, in the session's smoke run (papermill runs
-    all cells, lessons and stage, so it checks what nbdev_test would and more); any other notebook runs
-    under nbdev_test (`slow`/`cuda`/`notest` cells skipped)."""
+    all cells, lessons and stage, so it checks what nbdev_test would and more); any other notebook ran as
+    nbdev_test runs it (`slow`/`cuda`/`notest` cells skipped) in the session's `other_notebooks`."""
     from cxr_nbdev.core import STAGES
     if nb.stem in STAGES:
         import nbformat
@@ -27,10 +27,8 @@ def test_notebook(nb, request):
         unrun = [c.source[:80] for c in cells if c.execution_count is None]
         assert len(cells) >= len(source) and not unrun, f"{nb.name}: cells not executed: {unrun[:3]}"
         return
-    r = subprocess.run([str(BIN / "nbdev_test"), "--path", str(nb), "--do_print"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=1200)
-    assert r.returncode == 0 and "Success" in r.stdout + r.stderr, \
-        f"{nb.name} failed under nbdev_test:\n{r.stdout[-6000:]}\n{r.stderr[-6000:]}"
+    executed = request.getfixturevalue("other_notebooks")[nb.stem]
+    assert isinstance(executed, Path) and executed.exists(), f"{nb.name} failed as nbdev_test runs it:\n{executed}"
 
 
 def test_export_leaves_package_unchanged():

@@ -1,7 +1,7 @@
 """configs/paper.yaml holds the published settings of Streiffer et al. 2024 (see DESIGN.md), builds the
 authors' U-Net, asks for the published Gen cohort, and its dry run works."""
 import inspect, json
-import torch, yaml
+import pytest, torch, yaml
 from conftest import ROOT
 from test_pipeline import cli
 
@@ -127,8 +127,10 @@ def test_paper_cohort_is_the_published_gen_cohort():
     assert dists["sex"] == 0.505  # 49.5% women
 
 
+@pytest.mark.slow
 def test_paper_dry_run(outputs_dir):
-    "`--dry-run` runs all stages of paper.yaml with its 224 px six-level U-Net, with the counts cut."
+    """`--dry-run` runs all stages of paper.yaml with its 224 px six-level U-Net, with the counts cut (and the
+    lessons left out). The longest single test (minutes): CI runs it; `pytest -m "not slow"` leaves it out."""
     from cxr_nbdev.pipeline import select_stages
     r = cli("--config", "configs/paper.yaml", "--dry-run")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]

@@ -71,7 +71,7 @@ def check_lineage(run):
     assert stale_after(run, {**params, "resume": False}, ["03_ddpm"]) == {}   # how, not what
     cohort, fp03 = _cohort_bytes(run), json.loads((run / "03_ddpm" / "done.json").read_text())["fingerprint"]
     r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke", "--only", "03_ddpm",
-            "-p", "train_steps", "34", "-p", "resume", "false")
+            "-p", "train_steps", "34", "-p", "resume", "false", "--no-lessons")
     assert r.returncode == 0, r.stderr[-3000:]
     assert all(f"{s:<18} stale:" in r.stdout for s in later), r.stdout
     assert f"{'05_cohort':<18} stale: 03_ddpm has changed" in r.stdout
@@ -80,9 +80,13 @@ def check_lineage(run):
     assert yaml.safe_load((run / "params.yaml").read_text())["train_steps"] == 34
     r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke", "--only", "06_diagnostic", timeout=120)
     assert r.returncode == 2 and "its input 05_cohort is stale" in r.stderr, r.stderr[-2000:]
-    r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke", "--from", "04_inversion")
+    r = cli("--config", "configs/smoke.yaml", "--run-name", "pipeline_smoke", "--from", "04_inversion",
+            "--no-lessons")
     assert r.returncode == 0, r.stderr[-3000:]
     assert stale_stages(run) == {}
+    import nbformat                        # the reruns ran the stage notebooks without their lessons
+    nb = nbformat.read(run / "notebooks" / "05_cohort.ipynb", as_version=4)
+    assert "Run without its lessons" in nb.cells[1].source, nb.cells[1].source
     rec05 = json.loads((run / "05_cohort" / "done.json").read_text())
     fp03_new = json.loads((run / "03_ddpm" / "done.json").read_text())["fingerprint"]
     assert fp03_new != fp03 and rec05["lineage"]["inputs"]["03_ddpm"] == fp03_new
