@@ -15,6 +15,10 @@ from safetensors.torch import save_file, load_file
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .core import *
+from .runs import *
+from .weights import *
+from .runs import *
+from .weights import *
 from .preprocessing import load_cache, FeatureScaler, images_to_tensor
 
 # %% auto #0

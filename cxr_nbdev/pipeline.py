@@ -21,11 +21,13 @@ from mkdocs.config import load_config
 from nbdev.config import get_config
 from nbdev.process import NBProcessor
 from tqdm.auto import tqdm
-from .core import (INLINE, STAGE_INPUTS, STAGES, ParamError, atomic_write, check_params,
-                            cross_check, done_record, execute_stage, hold_run,
-                            lineage_fingerprint, load_params, pipeline_schema, read_metadata,
-                            repo_root, run_dir, stage_lineage, stage_notebook, stage_parameters,
-                            stage_ranges, stale_stages, update_manifest)
+from .core import (STAGES, ParamError, atomic_write, check_params, cross_check,
+                            load_params, pipeline_schema, read_metadata, repo_root, run_dir,
+                            stage_notebook, stage_parameters, stage_ranges)
+from .runs import (INLINE, STAGE_INPUTS, done_record, execute_stage, hold_run,
+                            lineage_fingerprint, stage_lineage, stale_stages, update_manifest)
+from .runs import (INLINE, STAGE_INPUTS, done_record, execute_stage, hold_run,
+                            lineage_fingerprint, stage_lineage, stale_stages, update_manifest)
 from .store import RunStore
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from tqdm.auto import tqdm
-from .core import (RUN_NAME, STAGES, ParamError, atomic_write, done_record, load_json,
+from .core import (RUN_NAME, STAGES, ParamError, atomic_write, load_json,
                             load_params, outputs_root, read_yaml, repo_root, save_json)
+from .runs import done_record
 from .pipeline import planned_fingerprints, select_stages
 
 # %% auto #0

@@ -61,7 +61,7 @@ def _cohort_bytes(run):
 def check_lineage(run):
     "A retrained DDPM makes 04-07 stale: they are named, refused as inputs, and remade by --from."
     import yaml
-    from cxr_nbdev.core import stale_stages
+    from cxr_nbdev.runs import stale_stages
     from cxr_nbdev.pipeline import stale_after
     assert stale_stages(run) == {}
     params = yaml.safe_load((run / "params.yaml").read_text())
@@ -95,7 +95,8 @@ def check_lineage(run):
 
 def test_second_run_with_the_same_name_stops_at_once(outputs_dir):
     "While one cxr-pipeline holds a run, another with the same name stops in seconds, naming it."
-    from cxr_nbdev.core import hold_run, run_dir
+    from cxr_nbdev.core import run_dir
+    from cxr_nbdev.runs import hold_run
     run = run_dir("locked")
     import multiprocessing as mp
     ctx = mp.get_context("spawn")   # a fresh interpreter, as a second command would be
@@ -118,7 +119,7 @@ def test_second_run_with_the_same_name_stops_at_once(outputs_dir):
 
 def _hold(run, ready, done):
     from pathlib import Path
-    from cxr_nbdev.core import hold_run, update_manifest
+    from cxr_nbdev.runs import hold_run, update_manifest
     with hold_run(Path(run)):
         update_manifest(run, lambda m: m["stages"].update({"01_phantom": {"status": "running"}}))
         ready.set()
@@ -149,7 +150,8 @@ def test_failing_stage_points_at_executed_notebook(outputs_dir):
 
 def test_start_stage_invalidates_done_marker(tmp_path):
     "A stage that starts again removes its done.json until it finishes, so a failed re-run cannot look finished."
-    from cxr_nbdev.core import start_stage, stage_parameters
+    from cxr_nbdev.core import stage_parameters
+    from cxr_nbdev.runs import start_stage
     ns = {**stage_parameters("01_phantom"), "run_name": "rerun", "out_dir": str(tmp_path)}
     st = start_stage("01_phantom", ns)
     st.finish()

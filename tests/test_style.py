@@ -179,7 +179,7 @@ def test_stage_cells_follow_the_lesson_rules(nb):
 def test_stage_uses_no_lesson_variables(nb):
     """Names the stage section reads are its own, the parameters', or the exported cells': none comes
     from a lesson cell (the runner can leave the lessons out: `cxr-pipeline --no-lessons`)."""
-    from cxr_nbdev.core import _stage_cell
+    from cxr_nbdev.runs import _stage_cell
     import builtins, nbformat
     book = nbformat.read(nb, as_version=4)
     first = stage_cells(nb)[0][0]

@@ -4,8 +4,10 @@ import hashlib, subprocess
 import pytest
 import torch
 from conftest import ROOT, BIN
-from cxr_nbdev import core
-from cxr_nbdev.core import MissingWeightsError, PRETRAINED, pretrained_weights, record_weights, load_json
+from cxr_nbdev import core, weights
+from cxr_nbdev.core import load_json
+from cxr_nbdev.runs import record_weights
+from cxr_nbdev.weights import MissingWeightsError, PRETRAINED, pretrained_weights
 
 
 @pytest.fixture
@@ -14,7 +16,7 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)  # so get_dir() follows TORCH_HOME
     d = tmp_path / "torch" / "hub" / "checkpoints"
-    assert core.hub_checkpoints() == d
+    assert weights.hub_checkpoints() == d
     return d
 
 
@@ -117,7 +119,7 @@ def test_cxr_weights_command(hub, tmp_path, monkeypatch, capsys):
     assert r.returncode == 0 and "--dir" in r.stdout
     def offline(url, dst, hash_prefix=None, progress=True): raise OSError("network unreachable")
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    assert core.weights_main(["--dir", str(tmp_path / "w"), "--names", "vgg16"]) == 1
+    assert weights.weights_main(["--dir", str(tmp_path / "w"), "--names", "vgg16"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("cxr-weights: error") and "network unreachable" in err and err.count("\n") == 1
 
@@ -126,9 +128,9 @@ def test_prefetch_copies_from_hub(hub, tmp_path, monkeypatch):
     f = hub / PRETRAINED["vgg16"]["file"]
     sha = fake_weights(f)
     monkeypatch.setitem(PRETRAINED, "vgg16", {**PRETRAINED["vgg16"], "sha256_prefix": sha[:8]})
-    assert core.prefetch_weights(tmp_path / "w", ["vgg16"]) == {"vgg16": f"copied from {f}"}
+    assert weights.prefetch_weights(tmp_path / "w", ["vgg16"]) == {"vgg16": f"copied from {f}"}
     assert (tmp_path / "w" / f.name).read_bytes() == f.read_bytes()
-    assert core.weights_main(["--dir", str(tmp_path / "w"), "--names", "vgg16"]) == 0
+    assert weights.weights_main(["--dir", str(tmp_path / "w"), "--names", "vgg16"]) == 0
 
 
 def test_registry_matches_torchvision_and_torch_fidelity():
