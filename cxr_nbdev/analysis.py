@@ -12,8 +12,6 @@ from tqdm.auto import tqdm
 from .core import *
 from .runs import *
 from .weights import *
-from .runs import *
-from .weights import *
 from .diagnostic import replicate_columns
 from .metrics import *
 from .metrics import _sd
@@ -24,10 +22,6 @@ from .image_quality import *
 __all__ = ['CLAIMS', 'CLAIM_COLUMNS', 'WEIGHTS_NAMES', 'replicate_matrix', 'auroc_rows', 'claim_differences', 'paired_claim',
            'simulate_replicates', 'claim_coverage', 'holm', 'claim_verdict', 'judge_fid_order', 'paper_claims',
            'replicate_auroc_table', 'weights_lines', 'quality_display', 'results_markdown', 'save_figure', 'subsample']
-
-# %% ../nbs/07_analysis.ipynb #0cb31a58
-from sklearn.model_selection import GroupShuffleSplit
-from torchmetrics.image.kid import poly_kernel
 
 # %% ../nbs/07_analysis.ipynb #c12ffb63
 def replicate_matrix(pred: pd.DataFrame, # predictions.csv of 06_diagnostic

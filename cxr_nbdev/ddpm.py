@@ -7,8 +7,6 @@ from __future__ import annotations
 from .core import *
 from .runs import *
 from .weights import *
-from .runs import *
-from .weights import *
 from .diffusion import *
 import importlib, math, os, pickle, random, re, shutil, tempfile, time, warnings
 from dataclasses import dataclass, asdict, fields
@@ -16,7 +14,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from accelerate import Accelerator
-from diffusers import UNet2DModel, DDIMScheduler, DiffusionPipeline, ImagePipelineOutput
+from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, DiffusionPipeline,
+                       ImagePipelineOutput, UNet2DModel, UniPCMultistepScheduler)
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
@@ -29,10 +28,139 @@ from tqdm.auto import tqdm
 from .preprocessing import FeatureScaler
 
 # %% auto #0
-__all__ = ['CARD_PARAMS', 'load_ddpm', 'ConditionEncoder', 'conditions_table', 'CXRDiffusionPipeline', 'model_card',
-           'save_pipeline', 'step_generator', 'batch_indices', 'TrainConfig', 'DDPMTrainer', 'rng_state',
-           'set_rng_state', 'load_checkpoint', 'training_curve_figure', 'image_grid', 'samples_figure',
-           'lvidd_effect_figure']
+__all__ = ['SAMPLERS', 'CARD_PARAMS', 'ddim_scheduler', 'sampler_scheduler', 'guided_output', 'sample', 'sample_ddpm',
+           'sample_ddim', 'to_uint8', 'condition_effect_map', 'effect_agreement', 'load_ddpm', 'ConditionEncoder',
+           'conditions_table', 'CXRDiffusionPipeline', 'model_card', 'save_pipeline', 'step_generator', 'batch_indices',
+           'TrainConfig', 'DDPMTrainer', 'rng_state', 'set_rng_state', 'load_checkpoint', 'training_curve_figure',
+           'image_grid', 'samples_figure', 'lvidd_effect_figure']
+
+# %% ../nbs/03_ddpm.ipynb #9f8b311b
+def ddim_scheduler(model: CondDDPM, steps: int = 50, # number of denoising steps
+                  ) -> DDIMScheduler:
+    "A DDIMScheduler with the model's noise schedule, set to `steps` steps."
+    s = DDIMScheduler.from_config(model.scheduler.config, timestep_spacing="trailing")
+    s.set_timesteps(steps)
+    return s
+
+# %% ../nbs/03_ddpm.ipynb #741979a8
+SAMPLERS = ("ddpm", "ddim", "dpmsolver++", "unipc")  # the samplers `sample` knows
+
+# %% ../nbs/03_ddpm.ipynb #bbdf467b
+_MULTISTEP = {"dpmsolver++": lambda c: DPMSolverMultistepScheduler.from_config(
+                  c, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing"),
+              "unipc": lambda c: UniPCMultistepScheduler.from_config(
+                  c, timestep_spacing="trailing")}
+
+# %% ../nbs/03_ddpm.ipynb #7362b3ee
+def sampler_scheduler(model: CondDDPM, sampler: str = "ddim", # one of `SAMPLERS`
+                      steps: int = 50, # denoising steps (ddpm: always all training steps)
+                     ):
+    "A fresh diffusers scheduler for `sampler`, with the model's noise schedule, set to its steps."
+    if sampler not in SAMPLERS:
+        raise ParamError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if sampler == "ddim": return ddim_scheduler(model, steps)
+    if sampler == "ddpm": s = DDPMScheduler.from_config(model.scheduler.config)
+    else: s = _MULTISTEP[sampler](model.scheduler.config)
+    s.set_timesteps(s.config.num_train_timesteps if sampler == "ddpm" else steps)
+    return s
+
+# %% ../nbs/03_ddpm.ipynb #2559c0fd
+@torch.no_grad()
+def guided_output(model: CondDDPM, x: torch.Tensor, t, cond: torch.Tensor,
+                  guidance_scale: float = 1.0) -> torch.Tensor:
+    "The model's prediction, with classifier-free guidance when `guidance_scale` != 1."
+    if guidance_scale == 1.0: return model(x, t, cond)
+    keep = torch.cat([torch.ones(len(x)), torch.zeros(len(x))])
+    c, u = model(torch.cat([x, x]), t, torch.cat([cond, cond]), keep=keep).chunk(2)
+    return u + guidance_scale * (c - u)
+
+# %% ../nbs/03_ddpm.ipynb #ab6d3cb1
+@torch.no_grad()
+def _denoise(model, scheduler, cond, generator, guidance_scale, bar, step_kw: dict) -> torch.Tensor:
+    p, S = next(model.parameters()), model.image_size
+    x = randn_tensor((len(cond), 1, S, S), generator=generator, device=p.device, dtype=p.dtype)
+    cond = cond.to(p.device)
+    for t in scheduler.timesteps:
+        out = guided_output(model, x, t, cond, guidance_scale)
+        x = scheduler.step(out, t, x, **step_kw).prev_sample
+        bar.update()
+    return x.clamp(-1, 1).float().cpu()
+
+# %% ../nbs/03_ddpm.ipynb #04f280b7
+def _step_kw(sampler: str, generator, eta: float) -> dict:
+    if sampler == "ddim": return dict(generator=generator, eta=eta)
+    return dict(generator=generator) if sampler == "ddpm" else {}
+
+# %% ../nbs/03_ddpm.ipynb #ceca2ad1
+@torch.no_grad()
+def sample(model: CondDDPM, cond, # DataFrame with the schema's columns, or (N, d) condition vectors
+           sampler: str = "ddim", # one of `SAMPLERS`
+           steps: int = 50, # denoising steps (ignored by "ddpm", which takes all training steps)
+           eta: float = 0.0, # DDIM only: 0 = deterministic, 1 = DDPM-like fresh noise
+           generator: torch.Generator | None = None, # CPU generator: same seed, same images
+           guidance_scale: float = 1.0, batch_size: int = 64, progress: bool = True,
+          ) -> torch.Tensor:
+    "Images (N, 1, S, S) in [-1, 1] drawn for `cond` with `sampler`."
+    sampler_scheduler(model, sampler, 1)  # an unknown sampler fails here, before any work
+    if guidance_scale != 1.0 and not model.config.cond_drop_prob:
+        warnings.warn("guidance_scale != 1 but this model was trained without condition dropout "
+                      "(cond_drop_prob=0)")
+    model = model.eval()
+    cond = as_condition(model, cond)
+    chunks = [c for c in cond.split(batch_size) if len(c)]
+    if not chunks: return torch.zeros(0, 1, model.image_size, model.image_size)
+    n = len(sampler_scheduler(model, sampler, steps).timesteps)
+    desc = "DDPM" if sampler == "ddpm" else f"{sampler.upper()}-{steps}"
+    bar = tqdm(total=len(chunks) * n, desc=desc, disable=not progress, leave=False)
+    kw = _step_kw(sampler, generator, eta)
+    out = [_denoise(model, sampler_scheduler(model, sampler, steps), c, generator,
+                    guidance_scale, bar, kw) for c in chunks]
+    bar.close()
+    return torch.cat(out)
+
+# %% ../nbs/03_ddpm.ipynb #430b6f19
+def sample_ddpm(model: CondDDPM, cond, # DataFrame with the schema's columns, or (N, d) vectors
+                generator: torch.Generator | None = None, # CPU generator: same seed, same images
+                guidance_scale: float = 1.0, batch_size: int = 64, progress: bool = True,
+               ) -> torch.Tensor:
+    "Ancestral DDPM sampling with all training steps (1,000 in the paper): (N, 1, S, S) in [-1, 1]."
+    return sample(model, cond, "ddpm", generator=generator, guidance_scale=guidance_scale,
+                  batch_size=batch_size, progress=progress)
+
+# %% ../nbs/03_ddpm.ipynb #45dc864a
+def sample_ddim(model: CondDDPM, cond, # DataFrame with the schema's columns, or (N, d) vectors
+                steps: int = 50, # denoising steps
+                eta: float = 0.0, # 0 = deterministic DDIM, 1 = DDPM-like fresh noise
+                generator: torch.Generator | None = None, guidance_scale: float = 1.0,
+                batch_size: int = 64, progress: bool = True) -> torch.Tensor:
+    "DDIM sampling in `steps` steps: images (N, 1, S, S) in [-1, 1]."
+    return sample(model, cond, "ddim", steps, eta, generator, guidance_scale, batch_size, progress)
+
+# %% ../nbs/03_ddpm.ipynb #3137ffab
+def to_uint8(x: torch.Tensor, # images in [-1, 1], (N, 1, S, S), any device
+            ) -> np.ndarray:
+    "Images in [-1, 1] as uint8 arrays (N, S, S), the cache format: clamped, rounded, on the CPU."
+    u8 = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return u8[:, 0].cpu().numpy()
+
+# %% ../nbs/03_ddpm.ipynb #6efe437f
+def condition_effect_map(images, # uint8 (N, S, S) or float (N, 1, S, S) in [-1, 1]
+                         cond: torch.Tensor, # their condition vectors (N, d)
+                         feature: int, # which column of the condition vector
+                        ) -> np.ndarray:
+    "Per-pixel least-squares change of intensity ([-1, 1] scale) per unit of condition `feature`."
+    x = image_batch(images, torch.arange(len(images))).flatten(1).double().numpy()
+    design = np.concatenate([np.ones((len(x), 1)), np.asarray(cond, dtype=np.float64)], axis=1)
+    coef = np.linalg.lstsq(design, x, rcond=None)[0]
+    S = int(round(math.sqrt(x.shape[1])))
+    return coef[1 + feature].reshape(S, S)
+
+# %% ../nbs/03_ddpm.ipynb #5c3e12ba
+def effect_agreement(generated_diff: np.ndarray, expected_diff: np.ndarray) -> dict:
+    "Cosine similarity and projection ratio of a generated difference image to the expected one."
+    g, e = generated_diff.ravel(), expected_diff.ravel()
+    cosine = g @ e / (np.linalg.norm(g) * np.linalg.norm(e) + 1e-12)
+    return {"cosine": float(cosine), "ratio": float(g @ e / (e @ e + 1e-12))}
 
 # %% ../nbs/03_ddpm.ipynb #aa14e43d
 def _replace_dir(tmp: Path, d: Path):

@@ -17,8 +17,6 @@ from tqdm.auto import tqdm
 from .core import *
 from .runs import *
 from .weights import *
-from .runs import *
-from .weights import *
 from .preprocessing import load_cache, FeatureScaler, images_to_tensor
 
 # %% auto #0

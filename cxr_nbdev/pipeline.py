@@ -26,8 +26,6 @@ from .core import (STAGES, ParamError, atomic_write, check_params, cross_check,
                             stage_notebook, stage_parameters, stage_ranges)
 from .runs import (INLINE, STAGE_INPUTS, done_record, execute_stage, hold_run,
                             lineage_fingerprint, stage_lineage, stale_stages, update_manifest)
-from .runs import (INLINE, STAGE_INPUTS, done_record, execute_stage, hold_run,
-                            lineage_fingerprint, stage_lineage, stale_stages, update_manifest)
 from .store import RunStore
 
 

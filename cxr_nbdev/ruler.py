@@ -4,29 +4,14 @@
 
 # %% ../nbs/06b_ruler.ipynb #af5cb71d
 from __future__ import annotations
-import contextlib, importlib.util, io, math, os, warnings
+import math
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
 from scipy import stats
 from tqdm.auto import tqdm
-from sklearn.calibration import calibration_curve
-from sklearn.decomposition import PCA
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from torchmetrics.functional.classification import (binary_auroc, binary_average_precision,
-    binary_roc, binary_precision_recall_curve, binary_calibration_error)
-from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
-from torchmetrics.image.inception import InceptionScore
-from torchmetrics.image.kid import KernelInceptionDistance
-from prdc import compute_prdc
 from .core import *
-from .diagnostic import SETS, replicate_columns
 from sklearn.model_selection import GroupShuffleSplit
-from torchmetrics.image.kid import poly_kernel
 from .metrics import *
 from .metrics import _sd
 

@@ -4,17 +4,12 @@
 
 # %% ../nbs/00b_runs.ipynb #1168952a
 from __future__ import annotations
-import argparse, ast, contextlib, copy, datetime as dt, difflib, hashlib, io, itertools, json, os
-import platform, re, shutil, subprocess, sys, tempfile, tokenize, warnings
+import contextlib, copy, datetime as dt, hashlib, itertools, json, os
+import platform, re, shutil, subprocess, sys, tempfile
 import importlib.metadata as importlib_metadata
 from pathlib import Path
-import matplotlib.pyplot as plt
 import nbformat
 import papermill as pm
-import torch
-import yaml
-from accelerate.utils import set_seed
-from fastcore.basics import patch
 from filelock import FileLock, Timeout
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from traitlets.config import Config

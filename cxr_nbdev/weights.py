@@ -4,20 +4,10 @@
 
 # %% ../nbs/00c_weights.ipynb #894aa994
 from __future__ import annotations
-import argparse, ast, contextlib, copy, datetime as dt, difflib, hashlib, io, itertools, json, os
-import platform, re, shutil, subprocess, sys, tempfile, tokenize, warnings
-import importlib.metadata as importlib_metadata
+import argparse
+import shutil, sys, warnings
 from pathlib import Path
-import matplotlib.pyplot as plt
-import nbformat
-import papermill as pm
 import torch
-import yaml
-from accelerate.utils import set_seed
-from fastcore.basics import patch
-from filelock import FileLock, Timeout
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from traitlets.config import Config
 from .core import *
 
 # %% auto #0
