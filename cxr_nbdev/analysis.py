@@ -163,7 +163,10 @@ def judge_fid_order(q: pd.DataFrame, # one extractor's `image_quality_table`, in
 def _paper_vs_base(s: str) -> str:
     return f"{PAPER_COMPOSITE_AUROC[s]:.2f} vs {PAPER_COMPOSITE_AUROC['base']:.2f}"
 
+# %% ../nbs/07_analysis.ipynb #83d368f9
 _GAIN = f"{100 * (PAPER_COMPOSITE_AUROC['base_genpos'] / PAPER_COMPOSITE_AUROC['base'] - 1):+.1f}%"
+
+# %% ../nbs/07_analysis.ipynb #4479abf5
 CLAIMS = [  # (set vs Base, kind, age group, the claim, the paper's figures)
     ("gen", "noninferior", "all", "Gen alone performs comparably to Base (non-inferiority)",
      _paper_vs_base("gen")),
@@ -224,6 +227,7 @@ CLAIM_COLUMNS = ["claim", "verdict", "estimate", "ci_low", "ci_high", "se_traini
                  "replicates", "df", "p_value", "p_holm", "set", "kind", "age_group", "margin",
                  "n_images", "n_positive", "paper", "this_run"]
 
+# %% ../nbs/07_analysis.ipynb #171dc0bf
 def paper_claims(pred: pd.DataFrame, # predictions.csv of 06_diagnostic
                  quality: pd.DataFrame | None = None, # `image_quality_table` outputs, stacked
                  n_boot: int = 1000, ci: float = 0.95,
@@ -252,8 +256,7 @@ def replicate_auroc_table(pred: pd.DataFrame, sets: list | None = None,
     for s in sets:
         a = auroc_rows(y, replicate_matrix(pred, s, label))
         rows.append(dict(set=s, replicates=len(a), replicate_aurocs=_fmt_list(a),
-                         replicate_mean=np.mean(a), replicate_sd=_sd(a),
-                         replicate_min=np.min(a),
+                         replicate_mean=np.mean(a), replicate_sd=_sd(a), replicate_min=np.min(a),
                          pooled_auroc=auroc_rows(y, pred[f"{s}_p_{label}"])[0]))
     return pd.DataFrame(rows)
 
@@ -262,6 +265,7 @@ WEIGHTS_NAMES = {"vgg16_imagenet": "VGG16 of the perceptual loss (03_ddpm)",
                  "densenet121_imagenet": "DenseNet-121 diagnostic backbone (06_diagnostic)",
                  "inception_fid": "FID Inception-v3 (07_analysis)"}
 
+# %% ../nbs/07_analysis.ipynb #6e07df37
 def weights_lines(weights: dict, # the `weights` entry of the run's manifest.json (`record_weights`)
                  ) -> list:
     "The first lines of results.md: which pretrained networks the run had, and which it lacked."

@@ -310,6 +310,7 @@ CARD_PARAMS = ("image_size", "block_out_channels", "layers_per_block", "attentio
                "cond_hidden", "prediction_type", "train_steps", "epochs", "batch_size", "lr",
                "warmup_steps", "perceptual_weight", "cond_drop_prob", "seed")  # shown in the card
 
+# %% ../nbs/03_ddpm.ipynb #71af3dd5
 def _card_data(params: dict, data: dict) -> ModelCardData:
     "The card's YAML: diffusers, tags, licence, the run's data and configuration."
     cfg = {k: params[k] for k in CARD_PARAMS if k in params}

@@ -47,6 +47,7 @@ AGE_GROUPS = ("<60", "60-69", "70-79", "80-90", ">90")
 # %% ../nbs/06a_metrics.ipynb #c9f17aa6
 PREDICTION_COLUMNS = ("patient_id", "age", "sex", *TASKS.values())
 
+# %% ../nbs/06a_metrics.ipynb #fb619bf9
 def training_sets(pred: pd.DataFrame) -> list:
     "The training sets whose probabilities `pred` holds, in the paper's order."
     return [s for s in TRAINING_SETS if all(f"{s}_p_{l}" in pred.columns for l in TASKS)]
@@ -147,6 +148,7 @@ def simulate_predictions(n_patients: int = 150, # patients; each has 1 to 3 imag
 # %% ../nbs/06a_metrics.ipynb #a9602c93
 def _t(x, dtype=torch.float64): return torch.as_tensor(np.array(x), dtype=dtype)  # a writable copy
 
+# %% ../nbs/06a_metrics.ipynb #236be4d7
 def precision_specificity_at_recall(y, # 0/1 labels
                                     p, # predicted probabilities
                                     recall: float = 0.5, # the recall of the operating point
@@ -162,10 +164,18 @@ def precision_specificity_at_recall(y, # 0/1 labels
 
 # %% ../nbs/06a_metrics.ipynb #20b6d3e4
 def _auroc(y, p) -> float: return float(binary_auroc(_t(p), _t(y, torch.long), validate_args=False))
+
+# %% ../nbs/06a_metrics.ipynb #9d2ac02b
 def _auprc(y, p) -> float:
     return float(binary_average_precision(_t(p), _t(y, torch.long), validate_args=False))
+
+# %% ../nbs/06a_metrics.ipynb #9dae27c3
 def _brier(y, p) -> float: return float(torch.mean((_t(p) - _t(y)) ** 2))
+
+# %% ../nbs/06a_metrics.ipynb #bc4344f8
 def _log_loss(y, p) -> float: return float(torch.nn.functional.binary_cross_entropy(_t(p), _t(y)))
+
+# %% ../nbs/06a_metrics.ipynb #ac08bc66
 RANK_METRICS = {"auroc": _auroc, "auprc": _auprc}         # need both classes
 PROPER_SCORES = {"brier": _brier, "log_loss": _log_loss}  # defined for any labels
 
@@ -369,6 +379,7 @@ def metrics_table(pred: pd.DataFrame, # predictions.csv of 06_diagnostic
 def _num(v, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
+# %% ../nbs/06a_metrics.ipynb #722d8713
 def fmt_ci(est, lo=math.nan, hi=math.nan, digits: int = 3) -> str:
     "'0.781 (0.742–0.820)', or 'n/a' when the estimate is undefined."
     f = lambda v: _num(v, digits)
@@ -403,6 +414,7 @@ def _order(v) -> int:
         if v in seq: return seq.index(v)
     return 99
 
+# %% ../nbs/06a_metrics.ipynb #e3f2ab0f
 def _row_key(ix) -> tuple: return tuple(_order(v) for v in (ix if isinstance(ix, tuple) else (ix,)))
 
 # %% ../nbs/06a_metrics.ipynb #3dbf6a18
@@ -577,6 +589,7 @@ def _logit(p) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
 
+# %% ../nbs/06a_metrics.ipynb #4b672749
 def recalibrate(p_fit, # probabilities on the recalibration split (the real validation images)
                 y_fit, # its 0/1 labels
                 p, # the probabilities to map (the test images)
