@@ -24,7 +24,7 @@ $(STAMP): setup.py settings.ini
 
 # The project's own kernel, "Python (cxr_nbdev)", for the venv's JupyterLab (--sys-prefix) and for
 # the user's (root's on a cloud image), so a system-wide JupyterLab sees it too. Stage runs use it
-# when it starts this venv's Python, else python3 (cxr_nbdev.core.stage_kernel).
+# when it starts this venv's Python, else python3 (cxr_nbdev.runs.stage_kernel).
 kernel:
 	$(PY) -m ipykernel install --sys-prefix --name cxr_nbdev --display-name "Python (cxr_nbdev)"
 	$(PY) -m ipykernel install --user --name cxr_nbdev --display-name "Python (cxr_nbdev)"
@@ -45,7 +45,7 @@ bench: $(STAMP)
 
 # Cloud GPU containers run as root, where Jupyter refuses to start without --allow-root. The
 # notebooks ask for the cxr_nbdev kernel; where it is registered it is the only one offered.
-LAB_KERNEL = $(shell $(PY) -c "from cxr_nbdev.core import stage_kernel; print(stage_kernel())")
+LAB_KERNEL = $(shell $(PY) -c "from cxr_nbdev.runs import stage_kernel; print(stage_kernel())")
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=nbs $(if $(filter 0,$(shell id -u)),--allow-root,) \
 	  --MappingKernelManager.default_kernel_name=$(LAB_KERNEL) \
