@@ -61,10 +61,15 @@ def simulate_run(folder: str | Path, # the run folder to write
 # %% ../nbs/11_study_report.ipynb #sr-runs
 NOT_AXES = ("run", "folder", "run_name", "out_dir")  # differ between runs, but are not the grid
 
+def _hashable(params: dict) -> dict:
+    "Lists as tuples and mappings as text, so that any parameter can be a grid axis."
+    fix = lambda v: tuple(v) if isinstance(v, list) else str(v) if isinstance(v, dict) else v
+    return {k: fix(v) for k, v in params.items()}
+
 def run_table(runs_dir: str | Path, # `outputs/<study>/runs`
              ) -> pd.DataFrame:
     "One row per run folder with a `params.yaml`: `run`, `folder` and its parameters."
-    rows = [dict(run=f.parent.name, folder=str(f.parent), **(read_yaml(f) or {}))
+    rows = [dict(run=f.parent.name, folder=str(f.parent), **_hashable(read_yaml(f) or {}))
             for f in sorted(Path(runs_dir).glob("*/params.yaml"))]
     if not rows: raise FileNotFoundError(f"{runs_dir}: no run folders with a params.yaml")
     return pd.DataFrame(rows)
