@@ -110,13 +110,16 @@ def study_work(p: dict, args, n_train: float, f_unet: float, f_vgg: float, f_dia
     n_gen = max(mult) * max(fr) * n_train                       # one Gen cohort per seed serves every run
     ddpm = p["epochs"] * n_train * (3 * f_unet + (4 * f_vgg if pw else 0))
     cohort = n_gen * FAST_STEPS * f_unet
+    inversion = p["inversion_images"] * (sum(p["inversion_steps"])
+                                         + p["compare_steps"] * (1 + p["fixed_point_iters"]) * 2) * f_unet
     models = len(p["sets"]) * args.study_replicates * args.study_ensemble
     diag = sum(models * p["diag_epochs"] * f * n_train * (1 + m) * 3 * f_diag for f in fr for m in mult)
     score = len(fr) * len(mult) * p["score_max_images"] * models * f_diag
     return {f"03 DDPM training x {seeds} seeds": seeds * ddpm,
+            f"04 inversion x {seeds} seeds": seeds * inversion,
             f"05 {n_gen:,.0f} Gen images ({FAST_SAMPLER}) x {seeds} seeds": seeds * cohort,
             f"06 {models} models x {len(fr) * len(mult)} runs x {seeds} seeds": seeds * diag,
-            "07 scoring": seeds * score}, ddpm + cohort
+            "07 scoring": seeds * score}, ddpm + inversion + cohort
 
 
 def study_table(p: dict, args, n_train, f_unet, f_vgg, f_diag):
@@ -126,7 +129,7 @@ def study_table(p: dict, args, n_train, f_unet, f_vgg, f_diag):
           f"{args.study_fractions} x synthetic_multiple {args.study_multiples}; GPU hours (one GPU per task):")
     print("\n| part | PFLOPs | " + " | ".join(f"{g}, MFU {m:.0%}" for g in PEAK_BF16_TFLOPS for m in args.mfu) + " |")
     print("|---|---|" + "---|" * (len(PEAK_BF16_TFLOPS) * len(args.mfu)))
-    rows = list(work.items()) + [("total", sum(work.values())), ("longest task: one seed's 03 + 05", longest)]
+    rows = list(work.items()) + [("total", sum(work.values())), ("longest task: one seed's 03 to 05", longest)]
     for name, fl in rows:
         hours = [fl / (peak * 1e12 * m) / 3600 for peak in PEAK_BF16_TFLOPS.values() for m in args.mfu]
         print(f"| {name} | {fl / 1e15:,.0f} | " + " | ".join(f"{h:,.1f} h" for h in hours) + " |")

@@ -16,8 +16,8 @@ from .analysis import (TASKS, TRAINING_SETS, auroc_rows, claim_verdict, holm,
                                 simulate_predictions, training_sets)
 
 # %% auto #0
-__all__ = ['NOT_AXES', 'COHORTS', 'DIFF_COLUMNS', 'NO_ANALYSIS', 'simulate_run', 'run_table', 'grid_axes', 'run_aurocs',
-           'study_estimates', 'pool_seeds', 'pool', 'conditions', 'augmentation_curves', 'line_label',
+__all__ = ['NOT_AXES', 'COHORTS', 'DIFF_COLUMNS', 'CURVE_COLUMNS', 'NO_ANALYSIS', 'simulate_run', 'run_table', 'grid_axes',
+           'run_aurocs', 'study_estimates', 'pool_seeds', 'pool', 'conditions', 'augmentation_curves', 'line_label',
            'plot_augmentation_curves', 'judge', 'differences', 'run_claims', 'pooled_claims', 'ruler_fractions',
            'study_markdown', 'write_study_report']
 
@@ -268,7 +268,7 @@ def _table(df: pd.DataFrame, cols: list) -> str:
     return markdown_table(df[[c for c in cols if c in df]])
 
 # %% ../nbs/11_study_report.ipynb #sr-rules
-def _rule_lines(k: int, ci: float) -> list:
+def _rule_lines(k: int, ci: float, margin: float) -> list:
     "The decision rules, stated before any number."
     pct = f"{round(100 * ci)}%"
     return ["## How the intervals are made", "",
@@ -277,24 +277,24 @@ def _rule_lines(k: int, ci: float) -> list:
             f"replicates; the study's is the mean over seeds with a {pct} t interval on K − 1 df, "
             "which holds DDPM, diagnostic and patient variation. `se_within` is the SE from the "
             "runs' own intervals alone. Verdicts: 07's rules on Holm-adjusted p values, Holm over "
-            "every row of each table; Gen is tested for non-inferiority (margin 0.05).", ""]
+            f"every row of each table; Gen is tested for non-inferiority (margin {margin:g}).", ""]
 
 # %% ../nbs/11_study_report.ipynb #sr-md
 DIFF_COLUMNS = ["cohort", "set", "real_images", "real_fraction", "ddpm_real_fraction",
                 "synthetic_multiple", "diag_demographics", "estimate", "ci_low", "ci_high",
                 "sd_seeds", "seeds", "p_holm", "verdict"]
+CURVE_COLUMNS = [c if c != "sd_seeds" else "se_seeds" for c in DIFF_COLUMNS[:-2]]
 
 def study_markdown(name: str, runs: pd.DataFrame, diffs, curves, claims, rulers,
-                   ci: float = 0.95) -> str:
+                   ci: float = 0.95, margin: float = 0.05) -> str:
     "The text of study.md."
-    k = runs.seed.nunique()
+    k, axes = runs.seed.nunique(), ", ".join(grid_axes(runs)) or "none"
     lines = [f"# Study {name}: where synthetic data helps", "",
-             f"{len(runs)} runs, {k} DDPM seed(s); grid: {', '.join(grid_axes(runs)) or 'none'}.",
-             "", *_rule_lines(k, ci), "## Where a set beats Base", "", *_answer_lines(diffs), "",
+             f"{len(runs)} runs, {k} DDPM seed(s); grid: {axes}.", "", *_rule_lines(k, ci, margin),
+             "## Where a set beats Base", "", *_answer_lines(diffs), "",
              _table(diffs, DIFF_COLUMNS), "", "## Augmentation curves", "",
              "![augmentation curves](augmentation_curves.png)", "",
-             _table(curves, [c if c != "sd_seeds" else "se_seeds" for c in DIFF_COLUMNS
-                             if c not in ("p_holm", "verdict")]), ""]
+             _table(curves, CURVE_COLUMNS), ""]
     return "\n".join(lines + _analysis_lines(claims, rulers))
 
 # %% ../nbs/11_study_report.ipynb #sr-md-analysis
@@ -328,5 +328,5 @@ def write_study_report(study_folder: str | Path, # `outputs/<study>`, with `runs
     for k, t in tables.items(): save_csv(t, d / f"study_{k}.csv")
     save_fig(plot_augmentation_curves(curves, axes), d / "augmentation_curves.png")
     with atomic_write(d / "study.md") as f:
-        f.write(study_markdown(d.name, runs, diffs, curves, claims, rulers, ci))
+        f.write(study_markdown(d.name, runs, diffs, curves, claims, rulers, ci, margin))
     return d / "study.md"
