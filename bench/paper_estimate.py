@@ -11,6 +11,11 @@ figures) and the fraction of it a run sustains (MFU). Convolutional U-Nets at ba
 sustain 20-40 percent; the table shows both ends. Backward is counted as twice the forward.
 The image counts come from the config: CheXchoNet-sized train split, 20 epochs, 20,290 DDPM-1000
 samples, 4 training sets x 5 runs x 10 epochs of DenseNet-121, each set the size of Base+Gen (06).
+
+The paper-scale study (issue 22; `--study-*` options) is the paper config over a grid of DDPM seeds, real
+fractions and synthetic multiples: per seed one DDPM (03, on all real training data) and one Gen cohort
+sampled with the fast sampler, large enough for the largest multiple at the largest fraction (05); per
+run one 06 (4 sets x replicates x ensemble models of n_real (1 + m) images each) and 07's scoring.
 """
 import argparse, sys, time
 from pathlib import Path
@@ -44,6 +49,13 @@ def forward_flops(fn) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mfu", type=float, nargs="+", default=[0.2, 0.4], help="sustained fractions of the bf16 peak")
+    ap.add_argument("--study-seeds", type=int, default=5, help="DDPM seeds of the paper-scale study")
+    ap.add_argument("--study-fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0],
+                    help="its real_fraction values")
+    ap.add_argument("--study-multiples", type=float, nargs="+", default=[0.5, 1.0, 2.0],
+                    help="its synthetic_multiple values")
+    ap.add_argument("--study-replicates", type=int, default=2, help="diagnostic replicates per set and run")
+    ap.add_argument("--study-ensemble", type=int, default=1, help="models per replicate ensemble")
     args = ap.parse_args(argv)
     p = paper_params(); S = p["image_size"]
     unet = CondDDPM(image_size=S, block_out_channels=p["block_out_channels"], layers_per_block=p["layers_per_block"],
@@ -89,6 +101,39 @@ def main(argv=None):
         hours = [fl / (peak * 1e12 * m) / 3600 for peak in PEAK_BF16_TFLOPS.values() for m in args.mfu]
         print(f"| {name} | {fl / 1e15:,.0f} | " + " | ".join(f"{h:,.1f} h" for h in hours) + " |")
     print(f"\n(this CPU at the measured rate would need {total / (2 * 3 * f_unet / cpu_step) / 3600 / 24 / 365:.1f} years)")
+    study_table(p, args, n_train, f_unet, f_vgg, f_diag)
+
+
+def study_work(p: dict, args, n_train: float, f_unet: float, f_vgg: float, f_diag: float) -> dict:
+    "FLOPs of the paper-scale study: {part: FLOPs}, and the FLOPs of one seed's 03 + 05 (the longest task)."
+    pw, seeds, fr, mult = p["perceptual_weight"] > 0, args.study_seeds, args.study_fractions, args.study_multiples
+    n_gen = max(mult) * max(fr) * n_train                       # one Gen cohort per seed serves every run
+    ddpm = p["epochs"] * n_train * (3 * f_unet + (4 * f_vgg if pw else 0))
+    cohort = n_gen * FAST_STEPS * f_unet
+    inversion = p["inversion_images"] * (sum(p["inversion_steps"])
+                                         + p["compare_steps"] * (1 + p["fixed_point_iters"]) * 2) * f_unet
+    models = len(p["sets"]) * args.study_replicates * args.study_ensemble
+    diag = sum(models * p["diag_epochs"] * f * n_train * (1 + m) * 3 * f_diag for f in fr for m in mult)
+    score = len(fr) * len(mult) * p["score_max_images"] * models * f_diag
+    return {f"03 DDPM training x {seeds} seeds": seeds * ddpm,
+            f"04 inversion x {seeds} seeds": seeds * inversion,
+            f"05 {n_gen:,.0f} Gen images ({FAST_SAMPLER}) x {seeds} seeds": seeds * cohort,
+            f"06 {models} models x {len(fr) * len(mult)} runs x {seeds} seeds": seeds * diag,
+            "07 scoring": seeds * score}, ddpm + inversion + cohort
+
+
+def study_table(p: dict, args, n_train, f_unet, f_vgg, f_diag):
+    work, longest = study_work(p, args, n_train, f_unet, f_vgg, f_diag)
+    n_runs = args.study_seeds * len(args.study_fractions) * len(args.study_multiples)
+    print(f"\npaper-scale study: {n_runs} runs = {args.study_seeds} DDPM seeds x real_fraction "
+          f"{args.study_fractions} x synthetic_multiple {args.study_multiples}; GPU hours (one GPU per task):")
+    print("\n| part | PFLOPs | " + " | ".join(f"{g}, MFU {m:.0%}" for g in PEAK_BF16_TFLOPS for m in args.mfu) + " |")
+    print("|---|---|" + "---|" * (len(PEAK_BF16_TFLOPS) * len(args.mfu)))
+    rows = list(work.items()) + [("total", sum(work.values())), ("longest task: one seed's 03 to 05", longest)]
+    for name, fl in rows:
+        hours = [fl / (peak * 1e12 * m) / 3600 for peak in PEAK_BF16_TFLOPS.values() for m in args.mfu]
+        print(f"| {name} | {fl / 1e15:,.0f} | " + " | ".join(f"{h:,.1f} h" for h in hours) + " |")
+    print(f"(wall time on N GPUs: about max(total / N, the longest task) plus that seed's 06 runs)")
 
 
 if __name__ == "__main__": main()

@@ -17,12 +17,12 @@ from tqdm.auto import tqdm
 from .core import *
 from .runs import *
 from .weights import *
-from .preprocessing import load_cache, FeatureScaler, images_to_tensor
+from .preprocessing import load_cache, FeatureScaler, images_to_tensor, patient_subset
 
 # %% auto #0
 __all__ = ['THRESHOLDS', 'REPLICATE_STRIDE', 'AUGMENT', 'P_COLUMNS', 'ID_COLUMNS', 'event_probabilities', 'p_slvh_correlated',
-           'densenet121_gray', 'measure_stats', 'DiagnosticNet', 'demographics', 'training_pools', 'training_seed',
-           'make_training_sets', 'training_set_table', 'diagnostic_loss', 'stop_early', 'cache_image',
+           'densenet121_gray', 'measure_stats', 'DiagnosticNet', 'demographics', 'pool_sizes', 'training_pools',
+           'training_seed', 'make_training_sets', 'training_set_table', 'diagnostic_loss', 'stop_early', 'cache_image',
            'measure_targets', 'CXRRows', 'train_epoch', 'evaluate_loss', 'fit_diagnostic', 'done_marker',
            'save_diagnostic', 'load_diagnostic', 'train_diagnostic', 'train_many', 'load_ensemble', 'predict_runs',
            'combine_runs', 'predict_measures', 'features', 'prediction_columns', 'ensemble_predictions',
@@ -107,10 +107,12 @@ class DiagnosticNet(nn.Module):
                  measure_std=measure_stats()[1], # train sds (cm) of MEASURES
                  weights: str | Path | None = None, # ImageNet DenseNet-121 state dict file, or None
                  image_size: int | None = None, # resize inputs of other sizes to it; None: any
+                 demographics: bool = True, # age and sex as inputs; False: zeros in their place
                 ):
         super().__init__()
         mean, std = [float(v) for v in measure_mean], [float(v) for v in measure_std]
-        self.config = dict(measure_mean=mean, measure_std=std, image_size=image_size)
+        self.config = dict(measure_mean=mean, measure_std=std, image_size=image_size,
+                           demographics=demographics)
         self.features = densenet121_gray(weights)
         self.demographics = nn.Sequential(nn.Linear(3, 10), nn.ReLU(), nn.Linear(10, 3))
         self.head = nn.Linear(1024 + 3, 2 * len(MEASURES))
@@ -129,6 +131,7 @@ def embed(self: DiagnosticNet, x): # images in [0, 1], shape (B, 1, H, W)
 @patch
 def forward(self: DiagnosticNet, x, demo): # images (B, 1, H, W) in [0, 1]; demographics (B, 3)
     "Means and scales in cm, each of shape (B, 3)."
+    if not self.config["demographics"]: demo = torch.zeros_like(demo)   # the image alone
     z, s = self.head(torch.cat([self.embed(x), self.demographics(demo)], 1)).chunk(2, 1)
     return self.measure_mean + self.measure_std * z, self.measure_std * (F.softplus(s) + 1e-3)
 
@@ -146,15 +149,33 @@ def demographics(meta: pd.DataFrame, # rows with age (years) and sex (M/F)
         raise ValueError(f"age is missing in row {meta.index[np.flatnonzero(np.isnan(age))[0]]}")
     return torch.tensor(np.stack([age, sex == "M", sex == "F"], 1), dtype=torch.float32)
 
+# %% ../nbs/06_diagnostic.ipynb #pool-sizes
+def pool_sizes(n_real: int, # real training images available
+               n_gen: int, # unique generated images in the cohort
+               multiple: float = 0.0, # Gen images per real image; 0: the paper's sizes
+              ) -> tuple[int, int]:
+    "`(real images in Base, generated images used)` for a synthetic `multiple`."
+    if multiple == 0: return min(n_gen, n_real), n_gen
+    need = round(multiple * n_real)
+    if not 1 <= need <= n_gen:
+        raise ParamError(f"synthetic_multiple = {multiple:g} asks for {need} generated images "
+                         f"({multiple:g} x {n_real} real training images), but the Gen cohort has "
+                         f"{n_gen} (05_cohort's cohort_size): raise cohort_size to {need} or more, "
+                         "or lower synthetic_multiple")
+    return n_real, need
+
 # %% ../nbs/06_diagnostic.ipynb #6ea57d08
 def training_pools(real: pd.DataFrame, # the real training split (02's cache rows)
                    gen: pd.DataFrame, # the generated cohort (05's cache rows)
-                   seed: int = 0, # the Base subset derives from it
+                   seed: int = 0, # the Base subset (and a Gen subset) derive from it
+                   multiple: float = 0.0, # Gen images per real image (`pool_sizes`)
                   ) -> dict[str, pd.DataFrame]:
-    "The images each training set draws from, with their `origin`; Base as large as unique Gen."
+    "The images each training set draws from, with their `origin`, sized by `pool_sizes`."
     gen = gen.drop_duplicates("cache_idx").assign(origin="gen")  # unique generated images
-    pick = np.random.default_rng(seed).choice(len(real), min(len(gen), len(real)), replace=False)
-    base = real.iloc[np.sort(pick)].assign(origin="real")
+    n_base, n_gen = pool_sizes(len(real), len(gen), multiple)
+    rng = np.random.default_rng(seed)
+    base = real.iloc[np.sort(rng.choice(len(real), n_base, replace=False))].assign(origin="real")
+    if n_gen < len(gen): gen = gen.iloc[np.sort(rng.choice(len(gen), n_gen, replace=False))]
     return {"base": base, "gen": gen, "base_gen": pd.concat([base, gen]),
             "base_genpos": pd.concat([base, gen[gen["composite_slvh_dlv"] == 1]])}
 
@@ -177,6 +198,7 @@ def make_training_sets(real: pd.DataFrame, # the real training split (02's cache
                        seed: int = 0, # the stage's base seed (see `training_seed`)
                        run: int = 0, # the ensemble member: each run gets its own resampling
                        replicate: int = 0, # the paired replicate: its own Base subset too
+                       multiple: float = 0.0, # Gen images per real image (`pool_sizes`)
                       ) -> dict[str, pd.DataFrame]:
     "The paper's training sets: Base+Gen intact (each image once), the others resampled to its size"
     if unknown := sorted(set(sets) - set(SETS)):
@@ -184,7 +206,7 @@ def make_training_sets(real: pd.DataFrame, # the real training split (02's cache
     if len(real) == 0 or len(gen) == 0:
         raise ValueError(f"need real and generated rows, got {len(real)} and {len(gen)}")
     rseed = training_seed(seed, replicate)
-    pools = training_pools(real, gen, rseed)
+    pools = training_pools(real, gen, rseed, multiple)
     n = len(pools["base_gen"])
     def resample(s):
         rng = np.random.default_rng([rseed, run, SETS.index(s)])
@@ -391,6 +413,7 @@ def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_se
                      image_size: int | None = None, # train at this size (None: the caches' size)
                      weights=None, # ImageNet DenseNet-121 state dict file, or None
                      device="cpu", augment=True,
+                     demographics: bool = True, # age and sex as inputs (`DiagnosticNet`)
                      info: dict | None = None, # extra entries for config.json
                     ) -> dict:
     "Train one model (or find it finished) in `out_dir`; returns its done marker plus `trained`."
@@ -400,9 +423,10 @@ def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_se
                     n_rows=len(rows), max_steps_per_epoch=max_steps_per_epoch, augment=augment,
                     rows_sha1=_rows_sha1(rows, images), pretrained=weights is not None,
                     image_size=size)
+    if not demographics: settings["demographics"] = False  # absent when on: older models count
     if (done := _finished(out_dir, settings)) is not None: return {**done, "trained": False}
     seed_everything(seed)
-    model = DiagnosticNet(*measure_stats(scaler), weights, size)
+    model = DiagnosticNet(*measure_stats(scaler), weights, size, demographics)
     model = model.to(device, memory_format=torch.channels_last)
     tl, vl = _loaders(rows, images, val_rows, val_images, scaler, batch_size, seed, augment, size,
                       device)

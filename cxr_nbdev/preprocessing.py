@@ -15,9 +15,10 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from .core import *
 
 # %% auto #0
-__all__ = ['ROW_CHECKS', 'group_problems', 'label_disagreements', 'check_rows', 'split_by_patient', 'FeatureScaler',
-           'ImageReadError', 'ImageReadNote', 'read_dicom', 'read_image', 'first_readable', 'crop_square',
-           'resize_image', 'preprocess_image', 'write_cache', 'load_cache', 'images_to_tensor', 'build_cache']
+__all__ = ['ROW_CHECKS', 'group_problems', 'label_disagreements', 'check_rows', 'split_by_patient', 'patient_subset',
+           'FeatureScaler', 'ImageReadError', 'ImageReadNote', 'read_dicom', 'read_image', 'first_readable',
+           'crop_square', 'resize_image', 'preprocess_image', 'write_cache', 'load_cache', 'images_to_tensor',
+           'build_cache']
 
 # %% ../nbs/02_preprocessing.ipynb #3f64ac40
 def _rows(idx) -> str: return ", ".join(map(str, idx))
@@ -139,6 +140,19 @@ def split_by_patient(df: pd.DataFrame, # one row per image, with patient_id (and
     out = df.assign(split=df.patient_id.map(assign))
     assert out.groupby("patient_id")["split"].nunique().max() == 1, "a patient is in two splits"
     return out
+
+# %% ../nbs/02_preprocessing.ipynb #patient-subset
+def patient_subset(rows: pd.DataFrame, # image rows with patient_id (e.g. the training split)
+                   fraction: float = 1.0, # share of the patients kept, in (0, 1]
+                   seed: int = 0, # the shuffle of the patients
+                  ) -> pd.DataFrame:
+    "The rows of a seeded `fraction` of the patients (at least one), in their original order."
+    if not 0 < fraction <= 1: raise ValueError(f"fraction {fraction} must be in (0, 1]")
+    if fraction == 1: return rows
+    ids = np.sort(rows["patient_id"].astype(str).unique())
+    order = np.random.default_rng([seed, 2024]).permutation(len(ids))
+    keep = ids[order[:max(1, round(fraction * len(ids)))]]
+    return rows[rows["patient_id"].astype(str).isin(keep)]
 
 # %% ../nbs/02_preprocessing.ipynb #300ce0f9
 class FeatureScaler:

@@ -217,6 +217,16 @@ def study_status(study: dict) -> pd.DataFrame:
                          stages_done=f"{n_done}/{len(stages)}"))
     return pd.DataFrame(rows)
 
+# %% ../nbs/10_study.ipynb #st-report
+def _report(study: dict) -> int:
+    "Write the study's study.md from its finished runs (`write_study_report`); 0, or 2 if none."
+    from cxr_nbdev.study_report import write_study_report
+    try: print(f"study report: {write_study_report(study_dir(study))}", flush=True)
+    except FileNotFoundError as e:
+        print(f"cxr-study: no report: {e}", file=sys.stderr)
+        return 2
+    return 0
+
 # %% ../nbs/10_study.ipynb #st-cli
 def main(argv=None) -> int:
     "Entry point of the `cxr-study` console script."
@@ -224,12 +234,14 @@ def main(argv=None) -> int:
     p.add_argument("--config", "-c", required=True, help="study YAML (configs/study-smoke.yaml)")
     p.add_argument("--address", help="Ray cluster to join (default: a local one)")
     p.add_argument("--status", action="store_true", help="print the runs' states and exit")
+    p.add_argument("--report", action="store_true", help="write study.md from the finished runs")
     a = p.parse_args(argv)
     try:
         study = read_study(a.config)
         if a.status:
             print(study_status(study).to_string(index=False))
             return 0
+        if a.report: return _report(study)
         print(f"study {study['study_name']}: {len(study_runs(study))} run(s) in {study_dir(study)}",
               flush=True)
         states = run_study(study, a.address)
@@ -240,4 +252,5 @@ def main(argv=None) -> int:
         print(f"  {n:<40} {s['state']:<7} executed {s.get('executed', [])} took {s.get('taken', [])}")
     failed = {n: s for n, s in states.items() if s["state"] == "failed"}
     for n, s in failed.items(): print(f"cxr-study: {n} failed: {s['error']}", file=sys.stderr)
+    if not failed and "07_analysis" in (study["stages"] or STAGES): _report(study)
     return 1 if failed else 0
