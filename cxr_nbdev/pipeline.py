@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 import yaml
-from execnb.nbio import nb2dict, nb2str
+from execnb.nbio import nb2dict
 from execnb.shell import CaptureShell
 from fastcore.xtras import working_directory
 from markdown import Markdown
@@ -473,12 +473,16 @@ def _execute_to(name: str, out_dir: str) -> str:
     "In a fresh process: run `nbs/<name>.ipynb` as `execute_notebook` does, save it in `out_dir`."
     os.environ["CXR_OUT_DIR"] = out_dir  # this process's stages, and the kernels they start
     plt.switch_backend(INLINE)
-    try: nb = execute_notebook(repo_root() / "nbs" / f"{name}.ipynb")
+    path = repo_root() / "nbs" / f"{name}.ipynb"
+    try: done = execute_notebook(path)
     except Exception as e:
         raise RuntimeError(f"nbs/{name}.ipynb failed: {type(e).__name__}: {e}") from None
+    nb = nbformat.read(path, as_version=4)   # the sources with their directives, as written
+    for c, d in zip(nb.cells, done.cells, strict=True):
+        if c.cell_type == "code": c.outputs = [nbformat.from_dict(_joined(dict(o))) for o in d.outputs]
     dest = Path(out_dir) / "notebooks" / f"{name}.ipynb"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(dest) as f: f.write(nb2str(nb))
+    with atomic_write(dest) as f: nbformat.write(nb, f)
     return str(dest)
 
 # %% ../nbs/08_pipeline.ipynb #exec-nbs
