@@ -479,7 +479,8 @@ def _execute_to(name: str, out_dir: str) -> str:
         raise RuntimeError(f"nbs/{name}.ipynb failed: {type(e).__name__}: {e}") from None
     nb = nbformat.read(path, as_version=4)   # the sources with their directives, as written
     for c, d in zip(nb.cells, done.cells, strict=True):
-        if c.cell_type == "code": c.outputs = [nbformat.from_dict(_joined(dict(o))) for o in d.outputs]
+        if c.cell_type == "code": c.outputs = [nbformat.from_dict(_joined(dict(o)))
+                                               for o in d.outputs]
     dest = Path(out_dir) / "notebooks" / f"{name}.ipynb"
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(dest) as f: nbformat.write(nb, f)
