@@ -86,7 +86,7 @@ def bench_ddpm_train(p, dev, steps, rows):
 
 
 def bench_sampling(p, dev, n, rows):
-    from cxr_nbdev.diffusion import sample_ddim, _denoise, _step_kw
+    from cxr_nbdev.ddpm import sample_ddim, _denoise, _step_kw
     from tqdm.auto import tqdm
     from diffusers import DDPMScheduler
     model = make_ddpm(p).to(dev).eval(); cond = torch.randn(n, 6)

@@ -95,9 +95,9 @@ def test_doclinks_land_on_pages(site):
 
 def test_api_page_links_the_lesson(site):
     dest, _ = site
-    html = (dest / "api" / "ddpm.html").read_text()
-    assert 'id="cxr_nbdev.ddpm.ConditionSchema"' in html, "api/ddpm.html lacks ConditionSchema"
-    assert 'href="../ddpm.html#conditionschema"' in html, "api/ddpm.html lacks the lesson link"
+    html = (dest / "api" / "diffusion.html").read_text()   # 02a_diffusion defines it
+    assert 'id="cxr_nbdev.diffusion.ConditionSchema"' in html, "api/diffusion.html lacks ConditionSchema"
+    assert 'href="../diffusion.html#conditionschema"' in html, "api/diffusion.html lacks the lesson link"
 
 
 # The site in a real browser ------------------------------------------------------------------
