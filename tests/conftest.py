@@ -6,6 +6,15 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `slow` (the paper dry run, minutes) run in CI, which sets CXR_SLOW=1, or when asked for
+    with `-m slow`; a local `make test` leaves them out, skipped with the reason."""
+    if os.environ.get("CXR_SLOW") == "1" or "slow" in (config.getoption("markexpr") or ""): return
+    skip = pytest.mark.skip(reason="slow: CI runs it (CXR_SLOW=1 make test); locally: pytest -m slow")
+    for item in items:
+        if "slow" in item.keywords: item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def outputs_dir(tmp_path_factory):
     "Every run made by the tests goes to a temporary outputs folder, never to the repository's."

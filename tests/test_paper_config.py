@@ -130,7 +130,7 @@ def test_paper_cohort_is_the_published_gen_cohort():
 @pytest.mark.slow
 def test_paper_dry_run(outputs_dir):
     """`--dry-run` runs all stages of paper.yaml with its 224 px six-level U-Net, with the counts cut (and the
-    lessons left out). The longest single test (minutes): CI runs it; `pytest -m "not slow"` leaves it out."""
+    lessons left out). The longest single test (minutes): CI runs it (CXR_SLOW=1); a local `make test` skips it."""
     from cxr_nbdev.pipeline import select_stages
     r = cli("--config", "configs/paper.yaml", "--dry-run")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
