@@ -8,7 +8,7 @@ from .core import *
 from .runs import *
 from .weights import *
 from .diffusion import *
-import importlib, math, os, pickle, random, re, shutil, tempfile, time, warnings
+import importlib, json, math, os, pickle, random, re, shutil, tempfile, time, warnings
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import matplotlib.pyplot as plt
@@ -496,9 +496,10 @@ def train_step(self: DDPMTrainer) -> dict:
 def _val_loss(self: DDPMTrainer, m: CondDDPM) -> float:
     "The regression loss on `val_batches` batches of the validation split, with fixed noise."
     cfg, dev, losses = self.cfg, self.acc.device, []
+    bs = cfg.batch_size * self.acc.num_processes  # global batches: the same for any process count
     for b in range(cfg.val_batches):
-        if b * cfg.batch_size >= len(self.val_images): break
-        idx = torch.arange(b * cfg.batch_size, min((b + 1) * cfg.batch_size, len(self.val_images)))
+        if b * bs >= len(self.val_images): break
+        idx = torch.arange(b * bs, min((b + 1) * bs, len(self.val_images)))
         g = step_generator(cfg.seed, 3, b)
         x0 = image_batch(self.val_images, idx)
         noise = torch.randn(x0.shape, generator=g)
@@ -582,7 +583,7 @@ def save_checkpoint(self: DDPMTrainer) -> Path:
     state = dict(step=self.step, cfg=self.fingerprint(), model=self.unwrapped.state_dict(),
                  optimizer=self.opt.state_dict(), lr_scheduler=self.sched.state_dict(),
                  ema=self.ema.state_dict(), log=self.log, run_loss=self.run_loss,
-                 grad_scaler=scaler, rng=rng_state())
+                 grad_scaler=scaler, rng=rng_state(), processes=acc.num_processes)
     if acc.is_main_process:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -597,7 +598,8 @@ def save_checkpoint(self: DDPMTrainer) -> Path:
 # %% ../nbs/03_ddpm.ipynb #9b5f51aa
 def _public(d) -> dict:
     "A config without diffusers' bookkeeping keys (`_use_default_values` differs by process)."
-    return {k: v for k, v in dict(d or {}).items() if not k.startswith("_")}
+    d = {k: v for k, v in dict(d or {}).items() if not k.startswith("_")}
+    return json.loads(json.dumps(d, default=str))  # tuples as lists: as a config saved and loaded
 
 # %% ../nbs/03_ddpm.ipynb #7c8b68ac
 @patch
@@ -605,6 +607,7 @@ def fingerprint(self: DDPMTrainer) -> dict:
     "The settings a checkpoint must share with the run that resumes it (model config and recipe)."
     skip = ("progress", "eval_every", "checkpoint_every", "keep_checkpoints")
     recipe = {k: v for k, v in asdict(self.cfg).items() if k not in skip}
+    recipe["batch_size"] *= self.acc.num_processes  # the global batch: any process count resumes
     return {**recipe, "model": _public(self.unwrapped.config)}
 
 # %% ../nbs/03_ddpm.ipynb #2e410b35
@@ -639,7 +642,10 @@ def resume(self: DDPMTrainer) -> int:
                               "train with resume=False to start over")
     self.unwrapped.load_state_dict(st["model"])
     self.opt.load_state_dict(st["optimizer"])
-    self.sched.load_state_dict(st["lr_scheduler"])
+    sched, n = st["lr_scheduler"], self.acc.num_processes
+    if st.get("processes", 1) != n:  # accelerate steps the schedule once per process and step
+        sched = {**sched, "last_epoch": st["step"] * n, "_step_count": st["step"] * n + 1}
+    self.sched.load_state_dict(sched)
     self.ema.load_state_dict(st["ema"])
     self.ema.to(self.acc.device)
     if st["grad_scaler"] is not None and self.acc.scaler is not None:

@@ -82,7 +82,8 @@ STAGE_INPUTS = {  # the earlier stages whose outputs each stage reads
     "07_analysis": ("01_phantom", "02_preprocessing", "03_ddpm", "04_inversion", "05_cohort",
                     "06_diagnostic")}
 RUN_ONLY_PARAMS = ("run_name", "out_dir", "device", "n_workers", "resume", "eval_every",
-                   "checkpoint_every", "keep_checkpoints", "cohort_processes", "diag_processes")
+                   "checkpoint_every", "keep_checkpoints", "cohort_processes", "diag_processes",
+                   "train_processes", "train_launch_args")
 
 # %% ../nbs/00b_runs.ipynb #a311727f
 def json_digest(obj) -> str:

@@ -14,7 +14,8 @@ distance they travelled. Measured here (4 steps, batch 8 vs 2 x 4): the losses a
 relative (asserted: 1e-4); every weight but the key biases differs by 3e-5 of the largest change
 training made (asserted: 1e-3); the key biases, moved only by rounding noise, by 3e-3 (asserted: 1e-2).
 """
-import socket, subprocess, sys, os
+import json, socket, subprocess, sys, os
+import numpy as np, pandas as pd
 import pytest, torch
 from conftest import ROOT, BIN
 
@@ -82,3 +83,32 @@ def test_two_processes_train_as_one(tmp_path):
         print(f"{which}: difference / change {rel:.1e}; attention key biases {key_bias:.1e}")
         assert rel < 1e-3, (which, rel)
         assert key_bias < 1e-2, (which, key_bias)  # noise-driven, but still tiny beside real updates
+
+
+def test_pipeline_trains_on_two_processes(smoke_run, outputs_dir):
+    """03 with `train_processes: 2` (`accelerate launch`, two CPU processes with gloo, 8 of the 16 images of a
+    step each) trains the smoke run's DDPM as the session's one-process smoke run did: the same training log
+    and EMA weights, to the tolerances above. The kernel goes on from the processes' last checkpoint, so
+    the stage's figures, samples and pipeline come as usual."""
+    from safetensors.torch import load_file
+    smoke, _ = smoke_run
+    run = [str(BIN / "cxr-pipeline"), "--config", "configs/smoke.yaml", "--run-name", "two_procs", "--no-lessons",
+           "--only", "01_phantom", "02_preprocessing", "03_ddpm", "-p", "train_processes", "2"]
+    r = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    two = outputs_dir / "two_procs" / "03_ddpm"
+    done = json.loads((two / "done.json").read_text())["summary"]
+    assert (done["train_processes"], done["train_steps"]) == (2, 30)
+    assert json.loads((two / "launch" / "result.json").read_text())["processes"] == 2
+    a, b = pd.read_csv(smoke / "03_ddpm" / "training_log.csv"), pd.read_csv(two / "training_log.csv")
+    assert list(a.step) == list(b.step)
+    for col in ("train_loss", "val_loss", "gen_val_loss"):
+        np.testing.assert_allclose(b[col], a[col], rtol=1e-4, err_msg=col)
+    init = load_file(two / "launch" / "init" / "diffusion_pytorch_model.safetensors")
+    ema_a = load_file(smoke / "03_ddpm" / "model" / "diffusion_pytorch_model.safetensors")
+    ema_b = load_file(two / "model" / "diffusion_pytorch_model.safetensors")
+    names = list(init)
+    rel = rel_change([ema_a[k] for k in names], [ema_b[k] for k in names], [init[k] for k in names], names)
+    print(f"EMA weights, two processes vs one: difference / change {rel:.1e}")
+    assert rel < 1e-3, rel
+    assert (two / "pipeline" / "model_index.json").exists() and (two / "samples.png").exists()
