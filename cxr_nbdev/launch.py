@@ -44,7 +44,7 @@ def write_launch(folder: str | Path, # the launch folder, e.g. `<run>/03_ddpm/la
                  cfg: TrainConfig, # settings for ONE process (`per_process_config`)
                  out_dir: str | Path, # where the trainer writes checkpoints, log, samples
                  perceptual: bool = True, # with the perceptual loss
-                 vgg_file: str | Path | None = None, # its VGG16 weights; None: the seeded random one
+                 vgg_file: str | Path | None = None, # its VGG16 weights; None: a seeded random one
                  device: str = "auto", # "cpu" trains on CPU processes (gloo)
                 ) -> Path:
     "Write what `train_from_launch` needs into `folder`; returns its `spec.json`."
@@ -54,7 +54,8 @@ def write_launch(folder: str | Path, # the launch folder, e.g. `<run>/03_ddpm/la
                    val_idx=torch.as_tensor(np.asarray(val_idx), dtype=torch.long),
                    cond=cond.float(), val_cond=val_cond.float())
     with atomic_path(folder / "tensors.pt") as tmp: torch.save(tensors, tmp)
-    spec = dict(images=str(Path(images).resolve()), cfg=asdict(cfg), out_dir=str(Path(out_dir).resolve()),
+    spec = dict(images=str(Path(images).resolve()), cfg=asdict(cfg),
+                out_dir=str(Path(out_dir).resolve()),
                 perceptual=perceptual, vgg_file=None if vgg_file is None else str(vgg_file),
                 device=device)
     return save_json(spec, folder / "spec.json")
@@ -112,7 +113,7 @@ def release_kernel_gpu() -> str:
 def launch_training(folder: str | Path, # a folder written by `write_launch`
                     n: int, # processes
                     extra_args: str = "", # more `accelerate launch` options
-                    cpu_threads: bool = True, # CPU: split this machine's cores between the processes
+                    cpu_threads: bool = True, # CPU: share this machine's cores out
                    ) -> dict:
     "Train from `folder` on `n` processes with `accelerate launch`; returns its `result.json`."
     folder = Path(folder)
