@@ -93,8 +93,9 @@ def launch_command(folder: str | Path, # a folder written by `write_launch`
                    extra_args: str = "", # more `accelerate launch` options (they win)
                   ) -> list:
     "The `accelerate launch` command that trains from `folder` on `n` processes."
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-            "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
+    multi = ["--multi_gpu"] if n > 1 else []   # accelerate refuses --multi_gpu for one process
+    return [sys.executable, "-m", "accelerate.commands.launch", *multi, "--num_processes", str(n),
+            "--num_machines", "1", "--mixed_precision", "no",
             "--dynamo_backend", "no", "--main_process_port", str(free_port()),
             *shlex.split(extra_args), "-m", "cxr_nbdev.launch", str(Path(folder).resolve())]
 
