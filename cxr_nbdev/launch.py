@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_launch.ipynb #9c5408a6
 from __future__ import annotations
-import argparse, dataclasses, os, shlex, socket, subprocess, sys, time, warnings
+import argparse, codecs, dataclasses, os, shlex, socket, subprocess, sys, time, warnings
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np, torch
@@ -123,15 +123,16 @@ def launch_training(folder: str | Path, # a folder written by `write_launch`
     env = dict(os.environ)
     if cpu_threads and "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
-    cmd, tail = launch_command(folder, n, extra_args), b""
+    cmd, tail = launch_command(folder, n, extra_args), ""
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character split by chunks
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     for chunk in iter(lambda: p.stdout.read1(4096), b""):
-        sys.stdout.write(chunk.decode(errors="replace"))
+        sys.stdout.write(out := text.decode(chunk))
         sys.stdout.flush()
-        tail = (tail + chunk)[-4000:]
+        tail = (tail + out)[-4000:]
     if p.wait() or not (folder / "result.json").exists():
         raise RuntimeError(f"{folder}: training on {n} processes failed (exit {p.returncode}): "
-                           f"{shlex.join(cmd)}\n{tail.decode(errors='replace')}")
+                           f"{shlex.join(cmd)}\n{tail}")
     return load_json(folder / "result.json")
 
 # %% ../nbs/03a_launch.ipynb #ded0b54b

@@ -6,20 +6,15 @@ on (seed, batch index), never on the process that made them. Both runs go throug
 command line (`python -m cxr_nbdev.cohort`) with one CPU thread per process, so the only
 difference between them is the number of processes.
 """
-import math, os, socket, subprocess
+import math, os, subprocess
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, yaml
 from conftest import BIN, ROOT
+from cxr_nbdev.launch import free_port
 
 PUBLISHED_SPEC = {"age": {"mean": 58.6, "sd": 13.4}, "ivsd": {"mean": 1.26, "sd": 0.32},
                   "lvidd": {"mean": 5.01, "sd": 0.86}, "lvpwd": {"mean": 1.21, "sd": 0.29},
                   "sex": {"p_male": 0.505}}  # Streiffer et al., Results: the Gen cohort
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _launch(n_processes: int, gen_dir: Path, model_dir: Path) -> str:
@@ -31,7 +26,7 @@ def _launch(n_processes: int, gen_dir: Path, model_dir: Path) -> str:
     multi = ["--multi_gpu"] if n_processes > 1 else []
     cmd = [str(BIN / "accelerate"), "launch", *multi, "--num_processes", str(n_processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()),
+           "--main_process_port", str(free_port()),
            "-m", "cxr_nbdev.cohort", str(gen_dir), str(model_dir), "--cpu"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"

@@ -14,10 +14,11 @@ distance they travelled. Measured here (4 steps, batch 8 vs 2 x 4): the losses a
 relative (asserted: 1e-4); every weight but the key biases differs by 3e-5 of the largest change
 training made (asserted: 1e-3); the key biases, moved only by rounding noise, by 3e-3 (asserted: 1e-2).
 """
-import json, socket, subprocess, sys, os
+import json, subprocess, sys, os
 import numpy as np, pandas as pd
 import pytest, torch
 from conftest import ROOT, BIN
+from cxr_nbdev.launch import free_port
 
 SCRIPT = r'''
 import sys, torch
@@ -41,12 +42,6 @@ tr.acc.wait_for_everyone()
 if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()  # else gloo aborts at exit
 '''
 STEPS, GLOBAL_BATCH = 4, 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(cmd, timeout=300):
