@@ -438,6 +438,7 @@ def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_se
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
+from functools import partial
 
 _SHARED: dict = {}   # what forked workers inherit instead of receiving it pickled
 
@@ -451,8 +452,12 @@ def _one_thread():
 
 def _fit_job(i: int) -> dict:
     "Job `i` of `train_many`, in a forked worker (its progress bars off: the parent shows one)."
+    global tqdm
     torch.set_num_threads(1)
-    os.environ["TQDM_DISABLE"] = "1"
+    # tqdm reads TQDM_DISABLE when it is imported, before the fork, so the bars are switched off here,
+    # in this worker's copy of the module: a widget made in a fork never reaches the notebook, and
+    # ipykernel prints each of its messages ("attempted to send message from fork") to the log
+    if not isinstance(tqdm, partial): tqdm = partial(tqdm, disable=True)
     return train_diagnostic(**_SHARED["jobs"][i])
 
 def train_many(jobs: list[dict], # keyword arguments of `train_diagnostic`, one dict per model

@@ -124,6 +124,9 @@ def execute_run(run: dict, # from `study_runs`
                ) -> dict:
     "Take the shared stages and execute the rest of `run`; `{name, executed, seconds}`."
     t0, folder = time.time(), run_folder(run)
+    log = folder.parent.parent / "logs" / f"{run['name']}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch()   # the driver reads a log touched since the study started as "running"
     for s, owner in work["take"].items():
         folder.mkdir(parents=True, exist_ok=True)
         take_stage(folder.parent / owner / s, folder / s)
@@ -133,8 +136,6 @@ def execute_run(run: dict, # from `study_runs`
     if work["execute"]:
         cmd = [sys.executable, "-c", "from cxr_nbdev.pipeline import main; raise SystemExit(main())",
                "--config", str(cfg), "--only", *work["execute"]]
-        log = folder.parent.parent / "logs" / f"{run['name']}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as out:
             p = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=repo_root(),
                                preexec_fn=_die_with_parent if os.name == "posix" else None)
@@ -176,6 +177,10 @@ def run_study(study: dict, # from `read_study`
     _save_states(study, states)
     todo = [r for r in runs if states[r["name"]]["state"] == "waiting"]
     if not todo: return states
+    t_start, logs = time.time(), study_dir(study) / "logs"
+    def started(n):   # its task has begun: execute_run touched its log after this study started
+        f = logs / f"{n}.log"
+        return f.exists() and f.stat().st_mtime >= t_start
     env = {k: os.environ[k] for k in ("CXR_OUT_DIR", "MPLBACKEND", "PYTHONPATH") if k in os.environ}
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
              runtime_env={"env_vars": env}, log_to_driver=False)
@@ -189,12 +194,14 @@ def run_study(study: dict, # from `read_study`
         pending = list(refs.values())
         bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", disable=not progress)
         while pending:
-            ready, pending = ray.wait(pending, timeout=10)
+            ready, pending = ray.wait(pending, timeout=2)
             for ref in ready:
                 n = names[ref]
                 try: states[n].update(state="done", **ray.get(ref))
                 except Exception as e: states[n].update(state="failed", error=str(e).strip()[-600:])
                 bar.update()
+            for n, s in states.items():
+                if s["state"] == "waiting" and started(n): s["state"] = "running"
             bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in
                                           pd.Series([s["state"] for s in states.values()])
                                           .value_counts().items()))

@@ -26,6 +26,8 @@ def test_smoke_pipeline(smoke_run):
     # tqdm renders widgets (ipywidgets installed): no "IProgress not found" warning in any stage
     noisy = [s for s in select_stages() if "IProgress not found" in (run / "notebooks" / f"{s}.ipynb").read_text()]
     assert noisy == [], f"tqdm warns 'IProgress not found' in {noisy}: is ipywidgets installed?"
+    # 06's forked trainings make no widgets (ipykernel would print each of their messages to the log)
+    assert "attempted to send message from fork" not in r.stdout + r.stderr, "a forked worker made a progress bar"
     # every run states its claims with both variances (smoke: 2 replicates per set)
     import pandas as pd
     claims = pd.read_csv(run / "07_analysis" / "claims.csv")

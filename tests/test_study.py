@@ -16,10 +16,13 @@ def test_study_stops_and_resumes_on_ray(outputs_dir):
     first, second = runs / "study-smoke.image_size-16", runs / "study-smoke.image_size-24"
     p = subprocess.Popen([str(BIN / "cxr-study"), "--config", STUDY], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    t0 = time.time()
+    t0, seen, sj = time.time(), set(), outputs_dir / "study-smoke" / "study.json"
     while not (first / "02_preprocessing" / "done.json").exists():          # stop the study once run 1 is done
         assert p.poll() is None and time.time() - t0 < 1200, p.stdout.read()[-3000:] if p.stdout else ""
+        try: seen.add(json.loads(sj.read_text())["runs"][first.name]["state"])
+        except (OSError, ValueError, KeyError): pass                 # not written yet, or mid-replace
         time.sleep(0.5)
+    assert "running" in seen, seen                                  # the states show the run at work
     os.killpg(p.pid, signal.SIGINT)                                 # what Ctrl-C does
     p.wait(timeout=120)
     assert not (second / "02_preprocessing" / "done.json").exists()
