@@ -454,9 +454,10 @@ def _fit_job(i: int) -> dict:
     "Job `i` of `train_many`, in a forked worker (its progress bars off: the parent shows one)."
     global tqdm
     torch.set_num_threads(1)
-    # tqdm reads TQDM_DISABLE when it is imported, before the fork, so the bars are switched off here,
-    # in this worker's copy of the module: a widget made in a fork never reaches the notebook, and
-    # ipykernel prints each of its messages ("attempted to send message from fork") to the log
+    # tqdm reads TQDM_DISABLE when it is imported, before the fork, so the bars are switched off
+    # here, in this worker's copy of the module: a widget made in a fork never reaches the
+    # notebook, and ipykernel prints each of its messages ("attempted to send message from
+    # fork") to the log
     if not isinstance(tqdm, partial): tqdm = partial(tqdm, disable=True)
     return train_diagnostic(**_SHARED["jobs"][i])
 
