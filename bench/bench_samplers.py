@@ -47,7 +47,8 @@ def analysis_params(run: Path) -> dict:
 
 
 def quality_space(p: dict, images, meta) -> tuple:
-    "07's image-quality space: reference images, the compared real sets, the feature net, kwargs."
+    """07's split of real images for image quality: `({reference, train, test: uint8 images}, reference rows)`.
+    Written again from 07's cells, which are not exported: keep the two in step."""
     train_meta = meta[meta.split == "train"]
     in_ref = A.reference_patients(train_meta.patient_id, p["quality_reference_fraction"], p["seed"])
     ref_meta = A.subsample(train_meta[in_ref], 3 * p["quality_max_images"], p["seed"], by="patient_id")
