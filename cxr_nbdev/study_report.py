@@ -177,13 +177,17 @@ def plot_augmentation_curves(curves: pd.DataFrame, axes: list):
         groups = list(d.groupby(lines, sort=False))
         for i, (key, g) in enumerate(groups):
             g, k = g.sort_values("real_images"), dict(zip(lines, key))
-            err = np.nan_to_num([g.estimate - g.ci_low, g.ci_high - g.estimate])
+            # AUROC lies in [0, 1]: a t interval on few seeds can pass its ends, and is drawn
+            # clipped to them (the tables keep the unclipped bounds).
+            lo, hi = g.ci_low.clip(0, 1), g.ci_high.clip(0, 1)
+            err = np.nan_to_num([g.estimate - lo, hi - g.estimate]).clip(0)
             dodge = 1.04 ** (i - (len(groups) - 1) / 2)   # side by side on the log axis
             ax.errorbar(g.real_images * dodge, g.estimate, err, capsize=2, label=line_label(k),
                         color=f"C{sets.index(k['set'])}", marker="os^vD"[i // len(sets) % 5],
                         ls=["-", "--", ":", "-."][i // len(sets) % 4])
-        ax.set(xscale="log", xlabel="real training images", ylabel="composite AUROC",
-               title=f"{cohort}: mean over DDPM seeds, t interval")
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")   # chance
+        ax.set(xscale="log", xlabel="real training images", ylim=(0, 1.02),
+               ylabel="composite AUROC, t interval over seeds", title=f"{cohort}: mean over seeds")
     panels[0, -1].legend(fontsize=7)
     return fig
 
