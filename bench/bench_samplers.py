@@ -47,13 +47,8 @@ def analysis_params(run: Path) -> dict:
 
 
 def quality_space(p: dict, images, meta) -> tuple:
-    """07's split of real images for image quality: `({reference, train, test: uint8 images}, reference rows)`.
-    Written again from 07's cells, which are not exported: keep the two in step."""
-    train_meta = meta[meta.split == "train"]
-    in_ref = A.reference_patients(train_meta.patient_id, p["quality_reference_fraction"], p["seed"])
-    ref_meta = A.subsample(train_meta[in_ref], 3 * p["quality_max_images"], p["seed"], by="patient_id")
-    sets = {"train": A.subsample(train_meta[~in_ref], p["quality_max_images"], p["seed"]),
-            "test": A.subsample(meta[meta.split == "test"], p["quality_max_images"], p["seed"])}
+    "07's real image-quality sets (`quality_split`): `({reference, train, test: uint8 images}, reference rows)`."
+    ref_meta, sets = A.quality_split(meta, p["quality_reference_fraction"], p["quality_max_images"], p["seed"])
     pick = lambda d: np.asarray(images[d.cache_idx.to_numpy()])
     real = {"reference": pick(ref_meta), **{k: pick(d) for k, d in sets.items()}}
     return real, ref_meta

@@ -21,7 +21,8 @@ from .image_quality import *
 # %% auto #0
 __all__ = ['CLAIMS', 'CLAIM_COLUMNS', 'WEIGHTS_NAMES', 'replicate_matrix', 'auroc_rows', 'claim_differences', 'paired_claim',
            'simulate_replicates', 'claim_coverage', 'holm', 'claim_verdict', 'judge_fid_order', 'paper_claims',
-           'replicate_auroc_table', 'weights_lines', 'quality_display', 'results_markdown', 'save_figure', 'subsample']
+           'replicate_auroc_table', 'weights_lines', 'quality_display', 'results_markdown', 'save_figure', 'subsample',
+           'quality_split']
 
 # %% ../nbs/07_analysis.ipynb #c12ffb63
 def replicate_matrix(pred: pd.DataFrame, # predictions.csv of 06_diagnostic
@@ -531,3 +532,16 @@ def subsample(df: pd.DataFrame, n: int, seed: int = 0, by: str | None = None) ->
     groups = df[by].drop_duplicates().sample(frac=1, random_state=seed)
     sizes = df[by].value_counts().reindex(groups).cumsum()
     return df[df[by].isin(sizes[sizes <= n].index)]
+
+# %% ../nbs/07_analysis.ipynb #qs-def
+def quality_split(meta: pd.DataFrame, # 02's metadata: `split`, `patient_id`, `cache_idx`
+                  reference_fraction: float = 0.5, # share of real-train patients in the reference
+                  max_images: int = 500, # cap of each compared set (the reference: 3 times it)
+                  seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    "`(reference rows, {'train': rows, 'test': rows})` of the image-quality comparison."
+    train_meta = meta[meta.split == "train"]
+    in_ref = reference_patients(train_meta.patient_id, reference_fraction, seed)
+    ref_meta = subsample(train_meta[in_ref], 3 * max_images, seed, by="patient_id")
+    return ref_meta, {"train": subsample(train_meta[~in_ref], max_images, seed),
+                      "test": subsample(meta[meta.split == "test"], max_images, seed)}
+
