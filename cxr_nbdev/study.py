@@ -15,12 +15,13 @@ from .runs import done_record
 from .pipeline import planned_fingerprints, select_stages
 
 # %% auto #0
-__all__ = ['STUDY_KEYS', 'read_study', 'study_dir', 'study_runs', 'planned', 'share_plan', 'take_stage', 'run_folder',
-           'work_left', 'execute_run', 'run_study', 'study_status', 'main']
+__all__ = ['STUDY_KEYS', 'read_study', 'study_dir', 'study_runs', 'planned', 'finished_elsewhere', 'share_plan', 'take_stage',
+           'run_folder', 'work_left', 'execute_run', 'run_study', 'study_status', 'main']
 
 # %% ../nbs/10_study.ipynb #st-read
 STUDY_KEYS = {"study_name": str, "config": str, "params": dict, "grid": dict, "stages": list,
-              "cpus_per_run": (int, float), "gpus_per_run": (int, float), "max_retries": int}
+              "cpus_per_run": (int, float), "gpus_per_run": (int, float), "max_retries": int,
+              "share_from": list}
 
 def read_study(path: str | Path) -> dict:
     "A study YAML, checked: its keys, a grid of non-empty lists, known stages."
@@ -40,7 +41,7 @@ def read_study(path: str | Path) -> dict:
     if bad := [s for s in study.get("stages", []) if s not in STAGES]:
         raise ParamError(f"{path}: unknown stage(s) {bad}; stages are {', '.join(STAGES)}")
     return {"params": {}, "grid": {}, "stages": [], "cpus_per_run": 0, "gpus_per_run": -1,
-            "max_retries": 2, **study, "path": str(path)}
+            "max_retries": 2, "share_from": [], **study, "path": str(path)}
 
 # %% ../nbs/10_study.ipynb #st-runs
 def _slug(point: dict) -> str:
@@ -73,11 +74,27 @@ def planned(run: dict, stages: list) -> dict:
     "The fingerprint each stage of `run` will have: from its parameters alone (no run folder)."
     return planned_fingerprints(Path("/nonexistent/cxr_nbdev-study"), run["params"], stages)
 
+def finished_elsewhere(studies: list, # other studies: names under `outputs/`, or their folders
+                       stages: list) -> dict:
+    "`{(stage, fingerprint): stage folder}` of the finished stages of other studies' runs."
+    found = {}
+    for st in studies:
+        d = outputs_root() / st if "/" not in str(st) else Path(st)
+        if not d.is_absolute(): d = repo_root() / d
+        if not (d / "runs").is_dir():
+            raise FileNotFoundError(f"share_from: {d} is not a study folder (it has no runs/)")
+        for run in sorted(p for p in (d / "runs").iterdir() if p.is_dir()):
+            for s in stages:
+                if fp := (done_record(run, s) or {}).get("fingerprint"):
+                    found.setdefault((s, fp), str((run / s).resolve()))
+    return found
+
 def share_plan(runs: list[dict], # from `study_runs`
                stages: list, # the stages each run goes through
+               shared: dict | None = None, # `finished_elsewhere`: owners outside this study
               ) -> dict:
-    "`{run: {stage: owner run}}`, the owner being the first run with that stage's fingerprint."
-    owner, plan = {}, {}
+    "`{run: {stage: owner}}`: a stage folder elsewhere, or the first run with the fingerprint."
+    owner, plan = dict(shared or {}), {}
     for r in runs:
         fps = planned(r, stages)
         plan[r["name"]] = {s: owner.setdefault((s, fps[s]), r["name"]) for s in stages}
@@ -127,12 +144,15 @@ def execute_run(run: dict, # from `study_runs`
     log = folder.parent.parent / "logs" / f"{run['name']}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.touch()   # the driver reads a log touched since the study started as "running"
-    for s, owner in work["take"].items():
+    for s, owner in work["take"].items():   # an owner is a run of this study or a stage folder
         folder.mkdir(parents=True, exist_ok=True)
-        take_stage(folder.parent / owner / s, folder / s)
+        take_stage(Path(owner) if os.path.isabs(owner) else folder.parent / owner / s, folder / s)
     cfg = Path(config_dir) / f"{run['name']}.yaml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(cfg) as f: yaml.safe_dump(run["params"], f, sort_keys=False)
+    if not work["execute"]:   # every stage taken: the run's parameters, as cxr-pipeline records them
+        with atomic_write(folder / "params.yaml") as f:
+            yaml.safe_dump(run["params"], f, sort_keys=False)
     if work["execute"]:
         cmd = [sys.executable, "-c", "from cxr_nbdev.pipeline import main; raise SystemExit(main())",
                "--config", str(cfg), "--only", *work["execute"]]
@@ -170,7 +190,7 @@ def run_study(study: dict, # from `read_study`
     "Run every run of `study` that has work left, on Ray; `{run: state}`."
     import ray
     runs, stages = study_runs(study), study["stages"] or select_stages()
-    plan = share_plan(runs, stages)
+    plan = share_plan(runs, stages, finished_elsewhere(study["share_from"], stages))
     work = {r["name"]: work_left(r, plan, stages) for r in runs}
     states = {n: dict(state="done" if not (w["take"] or w["execute"]) else "waiting", **w)
               for n, w in work.items()}

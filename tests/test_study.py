@@ -1,14 +1,15 @@
 """`cxr-study` on a real local Ray cluster (issue 22): a study of two runs that share 01, stopped once
-the first run has finished and started again, finishes only what was missing."""
+the first run has finished and started again, finishes only what was missing; a second study takes the
+first's finished stages (`share_from`)."""
 import json, os, signal, subprocess, time
 from conftest import ROOT, BIN
 
 STUDY = "configs/study-smoke.yaml"
 
 
-def study(*args, timeout=1200):
-    return subprocess.run([str(BIN / "cxr-study"), "--config", STUDY, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+def study(*args, config=STUDY, timeout=1200):
+    return subprocess.run([str(BIN / "cxr-study"), "--config", str(config), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_study_stops_and_resumes_on_ray(outputs_dir):
@@ -43,3 +44,19 @@ def test_study_stops_and_resumes_on_ray(outputs_dir):
     r = study()                                                     # nothing left: nothing runs
     assert r.returncode == 0 and "executed" not in json.loads(
         (outputs_dir / "study-smoke" / "study.json").read_text())["runs"][second.name]
+    # another study that shares the first's stages: its image_size-24 run computes nothing (01 and 02
+    # taken from the smoke study, its params.yaml written), its image_size-32 run only 02
+    other = outputs_dir / "study-other.yaml"
+    other.write_text("study_name: study-other\nconfig: configs/smoke.yaml\n"
+                     "stages: [01_phantom, 02_preprocessing]\ngrid:\n  image_size: [24, 32]\n"
+                     "cpus_per_run: 1\nshare_from: [study-smoke]\n")
+    r = study(config=other)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    states = json.loads((outputs_dir / "study-other" / "study.json").read_text())["runs"]
+    same, new = states["study-other.image_size-24"], states["study-other.image_size-32"]
+    assert same["executed"] == [] and sorted(same["taken"]) == ["01_phantom", "02_preprocessing"]
+    assert new["executed"] == ["02_preprocessing"] and new["taken"] == ["01_phantom"]
+    mine = outputs_dir / "study-other" / "runs" / "study-other.image_size-24"
+    assert (mine / "params.yaml").exists()
+    c = mine / "02_preprocessing" / "done.json"
+    assert c.stat().st_ino == (second / "02_preprocessing" / "done.json").stat().st_ino
