@@ -17,10 +17,10 @@ from .analysis import (TASKS, TRAINING_SETS, auroc_rows, claim_verdict, holm,
                                 simulate_predictions, training_sets)
 
 # %% auto #0
-__all__ = ['NOT_AXES', 'COHORTS', 'DIFF_COLUMNS', 'CURVE_COLUMNS', 'NO_ANALYSIS', 'simulate_run', 'run_table', 'grid_axes',
-           'run_aurocs', 'study_estimates', 'pool_seeds', 'pool', 'conditions', 'augmentation_curves', 'line_label',
-           'plot_augmentation_curves', 'judge', 'differences', 'run_claims', 'pooled_claims', 'ruler_fractions',
-           'study_markdown', 'write_study_report']
+__all__ = ['NOT_AXES', 'COHORTS', 'ABLATIONS', 'DIFF_COLUMNS', 'CURVE_COLUMNS', 'NO_ANALYSIS', 'ABLATION_COLUMNS', 'simulate_run',
+           'run_table', 'grid_axes', 'run_aurocs', 'study_estimates', 'pool_seeds', 'pool', 'conditions',
+           'augmentation_curves', 'line_label', 'plot_augmentation_curves', 'judge', 'differences', 'run_claims',
+           'pooled_claims', 'ruler_fractions', 'ablation_effects', 'study_markdown', 'write_study_report']
 
 # %% ../nbs/11_study_report.ipynb #sr-sim-ruler
 def _ruler_rows(fraction: float, rng) -> pd.DataFrame:
@@ -250,6 +250,26 @@ def ruler_fractions(runs: pd.DataFrame, axes: list, ci: float = 0.95) -> pd.Data
     listed = seeds.groupby(by, sort=False).agg(", ".join).rename("per_seed").reset_index()
     return pool(t, by, "fraction", ci).merge(listed, on=by)
 
+# %% ../nbs/11_study_report.ipynb #sr-abl
+ABLATIONS = {"diag_demographics": (True, False)}   # axis: (value as configured, value ablated)
+
+def ablation_effects(est: pd.DataFrame, # `study_estimates`
+                     axes: list, ci: float = 0.95) -> pd.DataFrame:
+    "Per ablation axis, cohort, set and condition: ablated minus configured, paired by seed."
+    parts = []
+    for axis, (on, off) in ABLATIONS.items():
+        if axis not in axes: continue
+        by = ["cohort", "set", *[a for a in conditions(axes) if a != axis]]
+        per = est.groupby([*by, "seed", axis], sort=False)[["auroc", "diff"]].mean().unstack(axis)
+        for m, what in (("auroc", "AUROC"), ("diff", "set − Base")):
+            change = (per[(m, off)] - per[(m, on)]).rename("change").reset_index()
+            if m == "diff": change = change[change.set != "base"]
+            parts.append(pool(change, by, "change", ci).assign(ablation=axis, measure=what))
+    if not parts: return pd.DataFrame()
+    out = pd.concat(parts, ignore_index=True)
+    return out.assign(p_holm=holm(out.p_value))
+
+
 # %% ../nbs/11_study_report.ipynb #sr-answer
 def _answer_lines(diffs: pd.DataFrame) -> list:
     "Sentences: where a set beat Base (a supported verdict), or that none did."
@@ -291,7 +311,8 @@ DIFF_COLUMNS = ["cohort", "set", "real_images", "real_fraction", "ddpm_real_frac
 CURVE_COLUMNS = [c if c != "sd_seeds" else "se_seeds" for c in DIFF_COLUMNS[:-2]]
 
 def study_markdown(name: str, runs: pd.DataFrame, diffs, curves, claims, rulers,
-                   ci: float = 0.95, margin: float = 0.05) -> str:
+                   ci: float = 0.95, margin: float = 0.05,
+                   ablation: pd.DataFrame | None = None) -> str:
     "The text of study.md."
     k, axes = runs.seed.nunique(), ", ".join(grid_axes(runs)) or "none"
     lines = [f"# Study {name}: where synthetic data helps", "",
@@ -300,7 +321,7 @@ def study_markdown(name: str, runs: pd.DataFrame, diffs, curves, claims, rulers,
              _table(diffs, DIFF_COLUMNS), "", "## Augmentation curves", "",
              "![augmentation curves](augmentation_curves.png)", "",
              _table(curves, CURVE_COLUMNS), ""]
-    return "\n".join(lines + _analysis_lines(claims, rulers))
+    return "\n".join(lines + _ablation_lines(ablation, ci) + _analysis_lines(claims, rulers))
 
 # %% ../nbs/11_study_report.ipynb #sr-md-analysis
 NO_ANALYSIS = ("No run of this study has finished 07_analysis (its stages do not include it, or "
@@ -318,6 +339,27 @@ def _analysis_lines(claims: pd.DataFrame, rulers: pd.DataFrame) -> list:
     return ["## The paper's claims at each real-data size (internal test)", "",
             _table(claims, cols), "", "## Ruler fractions across DDPM seeds", "", ruler, ""]
 
+ABLATION_COLUMNS = ["ablation", "measure", "cohort", "set", "real_fraction", "ddpm_real_fraction",
+                    "synthetic_multiple", "estimate", "ci_low", "ci_high", "sd_seeds", "seeds",
+                    "p_holm"]
+
+def _ablation_lines(abl: pd.DataFrame, ci: float = 0.95) -> list:
+    "The ablation section (`ablation_effects`): what changed, then the table; none: nothing."
+    if abl is None or not len(abl): return []
+    hit = abl[abl.p_holm < 1 - ci]
+    said = ([f"- {r.measure} of {TRAINING_SETS[r.set]} on the {r.cohort} cohort changed by "
+             f"{r.estimate:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}) without {r.ablation}."
+             for r in hit.itertuples()] or
+            ["No change was significant (Holm-adjusted over the table below)."])
+    return ["## Ablations", "",
+            "Each row: the ablated runs minus the runs as configured (`diag_demographics`: the "
+            "image alone minus the image with age and sex), paired within each seed, pooled over "
+            "seeds. `AUROC` rows: how much a set loses without it; `set − Base` rows: how the "
+            "set's difference from Base changes. A demographic shortcut taught by Gen(Pos) shows "
+            "as a positive `set − Base` change of Base+Gen(Pos).", "", *said, "",
+            _table(abl, ABLATION_COLUMNS), ""]
+
+
 # %% ../nbs/11_study_report.ipynb #sr-write
 def write_study_report(study_folder: str | Path, # `outputs/<study>`, with `runs/`
                        ci: float = 0.95, margin: float = 0.05) -> Path:
@@ -328,10 +370,11 @@ def write_study_report(study_folder: str | Path, # `outputs/<study>`, with `runs
     est = study_estimates(runs, axes)
     curves, diffs = augmentation_curves(est, axes, ci), differences(est, axes, ci, margin)
     claims = pooled_claims(run_claims(runs, axes), axes, ci)
-    rulers = ruler_fractions(runs, axes, ci)
+    rulers, ablation = ruler_fractions(runs, axes, ci), ablation_effects(est, axes, ci)
     tables = dict(curves=curves, differences=diffs, claims=claims, ruler=rulers)
+    if len(ablation): tables["ablation"] = ablation
     for k, t in tables.items(): save_csv(t, d / f"study_{k}.csv")
     save_fig(plot_augmentation_curves(curves, axes), d / "augmentation_curves.png")
     with atomic_write(d / "study.md") as f:
-        f.write(study_markdown(d.name, runs, diffs, curves, claims, rulers, ci, margin))
+        f.write(study_markdown(d.name, runs, diffs, curves, claims, rulers, ci, margin, ablation))
     return d / "study.md"
