@@ -284,11 +284,12 @@ class CXRRows(Dataset):
 def _to(x, device): return x.to(device, memory_format=torch.channels_last)
 
 # %% ../nbs/06_diagnostic.ipynb #d69862b6
-def train_epoch(model, loader, opt, device, max_steps: int = 0) -> float:
+def train_epoch(model, loader, opt, device, max_steps: int = 0, progress: bool = True) -> float:
     "One pass of Adam steps over `loader` (at most `max_steps` if > 0); the mean training loss."
     model.train()
     losses, total = [], min(len(loader), max_steps or len(loader))
-    for i, (x, d, y) in enumerate(tqdm(loader, total=total, desc="steps", leave=False)):
+    for i, (x, d, y) in enumerate(tqdm(loader, total=total, desc="steps", leave=False,
+                                         disable=not progress)):
         if i >= total: break
         loss = diagnostic_loss(*model(_to(x, device), d.to(device)), y.to(device))
         opt.zero_grad()
@@ -310,12 +311,13 @@ def evaluate_loss(model, loader, device) -> float:
 
 # %% ../nbs/06_diagnostic.ipynb #ac18c2a3
 def fit_diagnostic(model, train_loader, val_loader, epochs: int, lr: float, patience: int,
-                   max_steps_per_epoch: int = 0, device="cpu") -> pd.DataFrame:
+                   max_steps_per_epoch: int = 0, device="cpu",
+                   progress: bool = True) -> pd.DataFrame:
     "Adam with early stopping on the validation loss; leaves the best epoch's weights in `model`."
     opt, hist, best = torch.optim.Adam(model.parameters(), lr=lr), [], None
-    for ep in tqdm(range(epochs), desc="epochs", leave=False):
+    for ep in tqdm(range(epochs), desc="epochs", leave=False, disable=not progress):
         t0 = time.time()
-        tr = train_epoch(model, train_loader, opt, device, max_steps_per_epoch)
+        tr = train_epoch(model, train_loader, opt, device, max_steps_per_epoch, progress)
         va = evaluate_loss(model, val_loader, device)
         hist.append(dict(epoch=ep, train_loss=tr, val_loss=va, seconds=round(time.time() - t0, 2)))
         if best is None or va < best[0]:
@@ -415,6 +417,7 @@ def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_se
                      device="cpu", augment=True,
                      demographics: bool = True, # age and sex as inputs (`DiagnosticNet`)
                      info: dict | None = None, # extra entries for config.json
+                     progress: bool = True, # show epoch and step bars
                     ) -> dict:
     "Train one model (or find it finished) in `out_dir`; returns its done marker plus `trained`."
     out_dir, device = Path(out_dir), torch.device(device)
@@ -430,7 +433,8 @@ def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_se
     model = model.to(device, memory_format=torch.channels_last)
     tl, vl = _loaders(rows, images, val_rows, val_images, scaler, batch_size, seed, augment, size,
                       device)
-    hist = fit_diagnostic(model, tl, vl, epochs, lr, patience, max_steps_per_epoch, device)
+    hist = fit_diagnostic(model, tl, vl, epochs, lr, patience, max_steps_per_epoch, device,
+                          progress)
     done = save_diagnostic(model, hist, out_dir, {**(info or {}), "train": settings})
     return {**done, "trained": True}
 
@@ -438,7 +442,6 @@ def train_diagnostic(rows: pd.DataFrame, # a training set (from make_training_se
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from functools import partial
 
 _SHARED: dict = {}   # what forked workers inherit instead of receiving it pickled
 
@@ -452,14 +455,10 @@ def _one_thread():
 
 def _fit_job(i: int) -> dict:
     "Job `i` of `train_many`, in a forked worker (its progress bars off: the parent shows one)."
-    global tqdm
     torch.set_num_threads(1)
-    # tqdm reads TQDM_DISABLE when it is imported, before the fork, so the bars are switched off
-    # here, in this worker's copy of the module: a widget made in a fork never reaches the
-    # notebook, and ipykernel prints each of its messages ("attempted to send message from
-    # fork") to the log
-    if not isinstance(tqdm, partial): tqdm = partial(tqdm, disable=True)
-    return train_diagnostic(**_SHARED["jobs"][i])
+    # a widget made in a fork never reaches the notebook, and ipykernel prints each of its
+    # messages ("attempted to send message from fork") to the log: no bars in the workers
+    return train_diagnostic(**_SHARED["jobs"][i], progress=False)
 
 def train_many(jobs: list[dict], # keyword arguments of `train_diagnostic`, one dict per model
                processes: int = 0, # on a CPU, models trained at once; 0 = all cores
