@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_study.ipynb #st-imports
 from __future__ import annotations
-import argparse, ctypes, itertools, os, re, shutil, signal, subprocess, sys, time
+import argparse, ctypes, itertools, json, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import yaml
@@ -179,9 +179,13 @@ def _resources(study: dict) -> dict:
     return dict(num_cpus=cpus, num_gpus=gpus, max_retries=study["max_retries"],
                 retry_exceptions=True)
 
-def _save_states(study: dict, states: dict):
-    save_json({"study": study["study_name"], "config": study["path"], "runs": states},
-              study_dir(study) / "study.json")
+def _save_states(study: dict, states: dict, last: str = "") -> str:
+    "Write study.json when `states` differ from `last` (what the previous call returned)."
+    now = json.dumps(states, sort_keys=True, default=str)
+    if now != last:
+        save_json({"study": study["study_name"], "config": study["path"], "runs": states},
+                  study_dir(study) / "study.json")
+    return now
 
 def run_study(study: dict, # from `read_study`
               address: str | None = None, # a Ray cluster to join; None: start a local one
@@ -194,7 +198,7 @@ def run_study(study: dict, # from `read_study`
     work = {r["name"]: work_left(r, plan, stages) for r in runs}
     states = {n: dict(state="done" if not (w["take"] or w["execute"]) else "waiting", **w)
               for n, w in work.items()}
-    _save_states(study, states)
+    saved = _save_states(study, states)
     todo = [r for r in runs if states[r["name"]]["state"] == "waiting"]
     if not todo: return states
     t_start, logs = time.time(), study_dir(study) / "logs"
@@ -225,7 +229,7 @@ def run_study(study: dict, # from `read_study`
             bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in
                                           pd.Series([s["state"] for s in states.values()])
                                           .value_counts().items()))
-            _save_states(study, states)
+            saved = _save_states(study, states, saved)
         bar.close()
     finally: ray.shutdown()
     return states
