@@ -153,7 +153,7 @@ def execute_run(run: dict, # from `study_runs`
     if not work["execute"]:   # every stage taken: the run's parameters, as cxr-pipeline records them
         with atomic_write(folder / "params.yaml") as f:
             yaml.safe_dump(run["params"], f, sort_keys=False)
-    if work["execute"]:
+    else:
         cmd = [sys.executable, "-c", "from cxr_nbdev.pipeline import main; raise SystemExit(main())",
                "--config", str(cfg), "--only", *work["execute"]]
         with open(log, "a") as out:
